@@ -1,0 +1,83 @@
+package webhook
+
+// A Decision says which completion labels to set, and why, for logs, metrics and warnings.
+type Decision struct {
+	// Set maps label keys to the values to write; empty means "leave the object alone".
+	Set map[string]string
+	// Status carries the status fields rule B2 writes with the completed label; nil otherwise.
+	Status *StatusChange
+	// Rule names the rule that decided ("A1", "A1b", "B2"); "" when nothing applies.
+	Rule string
+	// Reason is one short sentence: why the rule applied, or why nothing did.
+	Reason string
+}
+
+// StatusChange is what rule B2 writes to a Workflow's status in the same response as the label,
+// reproducing the controller's "Marking workflow completed" block.
+type StatusChange struct {
+	// FinishedAt is the latest node finishedAt, copied verbatim from the object.
+	FinishedAt string
+	// CompleteTaskResults lists the node IDs whose taskResultsCompletionStatus entries become true.
+	CompleteTaskResults []string
+}
+
+// Mutates reports whether the decision changes the object.
+func (d Decision) Mutates() bool {
+	return len(d.Set) > 0 || d.Status != nil
+}
+
+// noDecision returns a Decision that changes nothing, with its reason.
+func noDecision(reason string) Decision {
+	return Decision{Reason: reason}
+}
+
+// Pod is what the rules read of the pod that runs a node: its name, owner and containers.
+// It is built from the pod cache, which keeps nothing else.
+type Pod struct {
+	// Name is the pod's name.
+	Name string
+	// WorkflowUID is the UID of the Workflow that owns the pod; "" when it has no such owner.
+	WorkflowUID string
+	// Containers lists spec.containers (init containers are irrelevant) with their state.
+	Containers []Container
+}
+
+// Container is one of a pod's spec.containers with the state its status reports.
+type Container struct {
+	// Name is the container's name (main, wait, supervisor, or a user sidecar).
+	Name string
+	// Terminated is true when status.containerStatuses reports the container terminated.
+	Terminated bool
+}
+
+// hasAuxiliary reports whether the pod has a wait or supervisor container: the executor process
+// that calls FinalizeOutput itself (container, script and containerSet templates, and resource
+// templates with archiveLogs from Argo v3.7).
+func (p *Pod) hasAuxiliary() bool {
+	for _, c := range p.Containers {
+		if c.Name == containerWait || c.Name == containerSuperv {
+			return true
+		}
+	}
+	return false
+}
+
+// executorRunning reports whether an executor container of the pod could still write its task
+// result: wait/supervisor when the pod has one, main otherwise. A container with no reported
+// state counts as running.
+func (p *Pod) executorRunning() bool {
+	aux := p.hasAuxiliary()
+	found := false
+	for _, c := range p.Containers {
+		executor := c.Name == containerWait || c.Name == containerSuperv || (!aux && c.Name == containerMain)
+		if !executor {
+			continue
+		}
+		found = true
+		if !c.Terminated {
+			return true
+		}
+	}
+	// A pod without any executor container is not Argo's layout; treat it as possibly writing.
+	return !found
+}

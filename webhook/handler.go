@@ -1,0 +1,266 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Mode says whether decisions are applied.
+type Mode string
+
+const (
+	// ModeEnforce applies decisions as JSON patches.
+	ModeEnforce Mode = "enforce"
+	// ModeAudit applies nothing and returns each decision as an AdmissionResponse warning.
+	ModeAudit Mode = "audit"
+)
+
+// The endpoints, as controller-runtime names mutating webhook paths.
+const (
+	TaskResultPath = "/mutate-argoproj-io-v1alpha1-workflowtaskresult"
+	WorkflowPath   = "/mutate-argoproj-io-v1alpha1-workflow"
+)
+
+// PodLookup finds the pod that runs a node.
+type PodLookup interface {
+	// PodForNode returns the pod of workflow wf in namespace whose node-id annotation is nodeID,
+	// or nil and no error when there is none.
+	PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*Pod, error)
+}
+
+// HandlerOptions configure the admission handlers.
+type HandlerOptions struct {
+	// Pods looks up the pod of a node.
+	Pods PodLookup
+	// Mode is enforce (default) or audit.
+	Mode Mode
+	// Workflow configures rule B2.
+	Workflow WorkflowConfig
+	// LookupTimeout bounds each request's pod lookups; it must stay well under the webhook's
+	// timeoutSeconds (2 s) so a slow API server never turns into a webhook timeout.
+	LookupTimeout time.Duration
+	// Log receives one line per mutation (and, at V(1), per request).
+	Log logr.Logger
+}
+
+func (o *HandlerOptions) setDefaults() {
+	if o.Mode == "" {
+		o.Mode = ModeEnforce
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 750 * time.Millisecond
+	}
+}
+
+// handler serves one admission endpoint; decide reads the request and returns the decision and
+// the patch that applies it.
+type handler struct {
+	kind   string
+	opts   HandlerOptions
+	decide func(ctx context.Context, req *reviewRequest) (outcome, error)
+}
+
+// outcome is a decision with the operations that apply it.
+type outcome struct {
+	Decision
+	ops []jsonpatch.Operation
+}
+
+var _ http.Handler = (*handler)(nil)
+
+// NewTaskResultHandler returns the handler for WorkflowTaskResult CREATE and UPDATE reviews
+// (rules A0–A2).
+func NewTaskResultHandler(opts HandlerOptions) http.Handler {
+	opts.setDefaults()
+	h := &handler{kind: "taskresult", opts: opts}
+	h.decide = h.decideTaskResult
+	return h
+}
+
+// NewWorkflowHandler returns the handler for Workflow UPDATE reviews (rules B0–B2).
+func NewWorkflowHandler(opts HandlerOptions) http.Handler {
+	opts.setDefaults()
+	h := &handler{kind: "workflow", opts: opts}
+	h.decide = h.decideWorkflow
+	return h
+}
+
+// ServeHTTP answers one AdmissionReview. It never denies: what it cannot decide is allowed
+// unpatched; an unreadable review gets HTTP 400 (413 when too large) naming what was wrong.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.fail(w, http.StatusRequestEntityTooLarge, "", fmt.Errorf("body larger than %d bytes", maxBodyBytes))
+			return
+		}
+		h.fail(w, http.StatusBadRequest, "", fmt.Errorf("reading body: %w", err))
+		return
+	}
+	rv, err := decodeReview(body)
+	if err != nil {
+		uid := ""
+		if rv != nil && rv.Request != nil {
+			uid = rv.Request.UID
+		}
+		h.fail(w, http.StatusBadRequest, uid, err)
+		return
+	}
+	req := rv.Request
+	log := h.opts.Log.WithValues("requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
+	out, err := h.decide(r.Context(), req)
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, req.UID, err)
+		return
+	}
+	resp := &admissionv1.AdmissionResponse{UID: types.UID(req.UID), Allowed: true}
+	rule := out.Rule
+	if rule == "" {
+		rule = "none"
+	}
+	decisionsTotal.WithLabelValues(h.kind, rule, string(h.opts.Mode)).Inc()
+	switch {
+	case len(out.ops) == 0:
+		log.V(1).Info("no change", "reason", out.Reason)
+	case h.opts.Mode == ModeAudit:
+		resp.Warnings = []string{fmt.Sprintf("argo-completion-webhook audit mode: would set %s (rule %s: %s)", describe(out.ops), out.Rule, out.Reason)}
+		log.Info("audit: would patch", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops))
+	default:
+		patch, err := json.Marshal(out.ops)
+		if err != nil { // cannot happen for strings, bools and slices of them
+			h.fail(w, http.StatusInternalServerError, req.UID, fmt.Errorf("encoding patch: %w", err))
+			return
+		}
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+		log.Info("patched", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops), "dryRun", req.DryRun != nil && *req.DryRun)
+	}
+	h.write(w, http.StatusOK, resp)
+}
+
+// decideTaskResult reads a WorkflowTaskResult request, looks up its pod only when the
+// pod-independent checks pass, and decides.
+func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (outcome, error) {
+	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "WorkflowTaskResult" {
+		return outcome{Decision: noDecision("not a WorkflowTaskResult: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+	}
+	if req.Operation != opCreate && req.Operation != opUpdate {
+		return outcome{Decision: noDecision("operation " + req.Operation + " is never mutated")}, nil
+	}
+	tr, labels, err := readTaskResult(req)
+	if err != nil {
+		return outcome{}, err
+	}
+	if d, ok := PrecheckTaskResult(tr); !ok {
+		return outcome{Decision: d}, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.opts.LookupTimeout)
+	defer cancel()
+	pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, tr.Workflow(), tr.Name)
+	if err != nil {
+		lookupErrorsTotal.Inc()
+		h.opts.Log.Error(err, "pod lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", tr.Name)
+		return outcome{Decision: noDecision("pod lookup failed: " + err.Error())}, nil
+	}
+	d := DecideTaskResult(tr, pod)
+	return outcome{Decision: d, ops: labelOperations(labels, d.Set)}, nil
+}
+
+// decideWorkflow reads a Workflow request in stages (labels, then status, then pods), stopping
+// at the first stage that decides.
+func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outcome, error) {
+	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "Workflow" {
+		return outcome{Decision: noDecision("not a Workflow: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+	}
+	if req.Operation != opUpdate {
+		return outcome{Decision: noDecision("operation " + req.Operation + " is never mutated")}, nil
+	}
+	var head workflowHead
+	if err := json.Unmarshal(req.Object, &head); err != nil {
+		return outcome{}, fmt.Errorf("request.object is not a Workflow: %w", err)
+	}
+	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, Labels: head.Metadata.Labels}
+	cfg := h.opts.Workflow
+	if d, ok := PrecheckWorkflowLabels(wf, cfg); !ok {
+		return outcome{Decision: d}, nil
+	}
+	st, err := readWorkflowStatus(head.Status, &wf)
+	if err != nil {
+		return outcome{}, err
+	}
+	if wf.NodesUnreadable != "" {
+		h.opts.Log.Info("cannot read workflow nodes; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "why", wf.NodesUnreadable)
+	}
+	d, incomplete, ok := PrecheckWorkflow(wf, cfg)
+	if !ok {
+		return outcome{Decision: d}, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.opts.LookupTimeout)
+	defer cancel()
+	pods := make(map[string]*Pod, len(incomplete))
+	for _, id := range incomplete {
+		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Metadata.Name, id)
+		if err != nil {
+			lookupErrorsTotal.Inc()
+			h.opts.Log.Error(err, "pod lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", id)
+			return outcome{Decision: noDecision("pod lookup failed: " + err.Error())}, nil
+		}
+		pods[id] = pod
+	}
+	d = DecideWorkflow(wf, cfg, pods)
+	if !d.Mutates() {
+		return outcome{Decision: d}, nil
+	}
+	ops := append(labelOperations(head.Metadata.Labels, d.Set), statusOperations(st, d.Status)...)
+	return outcome{Decision: d, ops: ops}, nil
+}
+
+// fail answers with an HTTP error status and an AdmissionReview whose result says what was wrong.
+// The API server treats the call as failed and, with failurePolicy Ignore, admits the write.
+func (h *handler) fail(w http.ResponseWriter, code int, uid string, err error) {
+	badRequestsTotal.Inc()
+	h.opts.Log.Info("bad admission request", "code", code, "requestID", uid, "error", err.Error())
+	h.write(w, code, &admissionv1.AdmissionResponse{
+		UID:     types.UID(uid),
+		Allowed: true,
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()},
+	})
+}
+
+// write sends resp inside an admission.k8s.io/v1 AdmissionReview.
+func (h *handler) write(w http.ResponseWriter, code int, resp *admissionv1.AdmissionResponse) {
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: resp,
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err := json.NewEncoder(w).Encode(&out); err != nil {
+		h.opts.Log.V(1).Info("writing response failed", "error", err.Error())
+	}
+}
+
+// describe renders operations as "path=value, ..." for logs and warnings.
+func describe(ops []jsonpatch.Operation) string {
+	s := ""
+	for i, op := range ops {
+		if i > 0 {
+			s += ", "
+		}
+		v, _ := json.Marshal(op.Value)
+		s += op.Path + "=" + string(v)
+	}
+	return s
+}

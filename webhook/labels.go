@@ -1,0 +1,51 @@
+package webhook
+
+// The label and annotation keys the webhook reads and writes. The names in parentheses are
+// Argo's constants in workflow/common/common.go.
+const (
+	// LabelWorkflow (LabelKeyWorkflow) names the workflow a pod or task result belongs to.
+	LabelWorkflow = "workflows.argoproj.io/workflow"
+	// LabelReportOutputsCompleted (LabelKeyReportOutputsCompleted) marks a WorkflowTaskResult whose
+	// executor has written everything it will write. The webhook may set it to "true".
+	LabelReportOutputsCompleted = "workflows.argoproj.io/report-outputs-completed"
+	// LabelCompleted (LabelKeyCompleted) marks a Workflow the controller has finished with. The
+	// webhook may set it to "true" on Workflows only (rule B2), never on Pods.
+	LabelCompleted = "workflows.argoproj.io/completed"
+	// LabelPhase (LabelKeyPhase) mirrors status.phase on Workflows.
+	LabelPhase = "workflows.argoproj.io/phase"
+	// LabelArchivingStatus (LabelKeyWorkflowArchivingStatus) queues a Workflow for the archive
+	// when "Pending".
+	LabelArchivingStatus = "workflows.argoproj.io/workflow-archiving-status"
+	// AnnotationNodeID (AnnotationKeyNodeID) on a Pod holds the node ID, which is also the name of
+	// that node's WorkflowTaskResult.
+	AnnotationNodeID = "workflows.argoproj.io/node-id"
+	// ExtraPodName is the userInfo.extra key a bound service-account token carries: the name of
+	// the pod the writer runs in.
+	ExtraPodName = "authentication.kubernetes.io/pod-name"
+)
+
+// Label values and phases, as Argo writes them (strings, not booleans).
+const (
+	valueTrue       = "true"
+	valueFalse      = "false"
+	archivePending  = "Pending"
+	conditionDone   = "Completed"
+	conditionTrue   = "True"
+	nodeTypePod     = "Pod"
+	opCreate        = "CREATE"
+	opUpdate        = "UPDATE"
+	phaseSucceeded  = "Succeeded"
+	phaseFailed     = "Failed"
+	phaseError      = "Error"
+	phaseSkipped    = "Skipped"
+	phaseOmitted    = "Omitted"
+	containerMain   = "main"
+	containerWait   = "wait"
+	containerSuperv = "supervisor"
+)
+
+// terminalPhase reports whether a workflow or node phase is Succeeded, Failed or Error
+// (Argo's Phase.Completed()).
+func terminalPhase(p string) bool {
+	return p == phaseSucceeded || p == phaseFailed || p == phaseError
+}

@@ -1,0 +1,204 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+)
+
+// probeReadHeaderTimeout bounds how long the plain-HTTP server waits for request headers, so a
+// slow client cannot hold connections open (Slowloris). Probes send their headers at once.
+const probeReadHeaderTimeout = 10 * time.Second
+
+// Run serves the webhook until ctx is cancelled, then shuts down gracefully: readiness turns off
+// at once, the webhook keeps serving for ShutdownDelay, then drains in-flight requests.
+func Run(ctx context.Context, o Options) error {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	log := o.Log
+	archiveSel, _ := o.archiveSelector() // validated above
+
+	cfg := o.RESTConfig
+	if cfg == nil {
+		var err error
+		if cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig); err != nil {
+			return fmt.Errorf("loading kubeconfig: %w", err)
+		}
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "argo-completion-webhook"
+
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	cacheOpts := PodCacheOptions(o.Namespaces)
+	cacheOpts.Scheme = scheme
+	podCache, err := cache.New(cfg, cacheOpts)
+	if err != nil {
+		return fmt.Errorf("creating pod cache: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating API client: %w", err)
+	}
+	pods, err := NewPodCache(ctx, podCache, direct)
+	if err != nil {
+		return err
+	}
+
+	hopts := HandlerOptions{
+		Pods:          pods,
+		Mode:          o.Mode,
+		LookupTimeout: o.LookupTimeout,
+		Log:           log,
+		Workflow: WorkflowConfig{
+			ControllerUsernames: o.ControllerUsernames,
+			Archive:             o.Archive,
+			ArchiveSelector:     archiveSel,
+		},
+	}
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    o.Host,
+		Port:    o.Port,
+		CertDir: o.CertDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			if !o.EnableHTTP2 {
+				c.NextProtos = []string{"http/1.1"}
+			}
+		}},
+	})
+	server.Register(TaskResultPath, NewTaskResultHandler(hopts))
+	server.Register(WorkflowPath, NewWorkflowHandler(hopts))
+
+	// Everything below stops when serveCtx is cancelled, after the shutdown delay.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	var synced, stopping atomic.Bool
+
+	wg.Go(func() {
+		if err := podCache.Start(serveCtx); err != nil {
+			errc <- fmt.Errorf("pod cache: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if podCache.WaitForCacheSync(serveCtx) {
+			synced.Store(true)
+			log.Info("pod cache synced")
+		}
+	})
+	wg.Go(func() {
+		if err := server.Start(serveCtx); err != nil {
+			errc <- fmt.Errorf("webhook server: %w", err)
+		}
+	})
+
+	started := server.StartedChecker()
+	ready := func(r *http.Request) error {
+		switch {
+		case stopping.Load():
+			return errors.New("shutting down")
+		case !synced.Load():
+			return errors.New("pod cache not synced")
+		}
+		return started(r)
+	}
+	plain, err := startPlainServers(o, ready, log.WithName("probes"), errc)
+	if err != nil {
+		stopServing()
+		wg.Wait()
+		return err
+	}
+	log.Info("serving", "host", o.Host, "port", o.Port, "mode", o.Mode, "health", o.HealthProbeBindAddress, "metrics", o.MetricsBindAddress)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		stopping.Store(true)
+		log.Info("shutdown requested: readiness off, still serving", "delay", o.ShutdownDelay.String())
+		select {
+		case <-time.After(o.ShutdownDelay):
+		case runErr = <-errc:
+		}
+	case runErr = <-errc:
+		stopping.Store(true)
+	}
+	stopServing()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range plain {
+		_ = s.Shutdown(sctx)
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// startPlainServers serves /healthz, /readyz and /metrics over plain HTTP, on one listener when
+// the two addresses are the same.
+func startPlainServers(o Options, ready func(*http.Request) error, log logr.Logger, errc chan<- error) ([]*http.Server, error) {
+	health := http.NewServeMux()
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	})
+	health.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+
+	muxes := map[string]*http.ServeMux{o.HealthProbeBindAddress: health}
+	if a := o.MetricsBindAddress; a != "" && a != "0" {
+		if a == o.HealthProbeBindAddress {
+			health.Handle("/metrics", metricsHandler)
+		} else {
+			m := http.NewServeMux()
+			m.Handle("/metrics", metricsHandler)
+			muxes[a] = m
+		}
+	}
+	var servers []*http.Server
+	for addr, mux := range muxes {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, s := range servers {
+				_ = s.Close()
+			}
+			return nil, fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		s := &http.Server{Handler: mux, ReadHeaderTimeout: probeReadHeaderTimeout}
+		servers = append(servers, s)
+		go func() {
+			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error(err, "plain HTTP server failed", "address", addr)
+				errc <- err
+			}
+		}()
+	}
+	return servers, nil
+}
