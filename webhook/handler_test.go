@@ -1,0 +1,455 @@
+package webhook
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+)
+
+// podTable is a PodLookup over a fixed set of pods keyed by namespace/workflow/nodeID.
+type podTable struct {
+	pods  map[string]*Pod
+	err   error
+	calls int
+}
+
+func (p *podTable) PodForNode(_ context.Context, namespace, workflow, nodeID string) (*Pod, error) {
+	p.calls++
+	if p.err != nil {
+		return nil, p.err
+	}
+	return p.pods[namespace+"/"+workflow+"/"+nodeID], nil
+}
+
+// reviewJSON builds an AdmissionReview request body.
+func reviewJSON(t *testing.T, kind, op string, object, oldObject any, mods ...func(map[string]any)) []byte {
+	t.Helper()
+	req := map[string]any{
+		"uid":       "c0ffee",
+		"kind":      map[string]string{"group": "argoproj.io", "version": "v1alpha1", "kind": kind},
+		"namespace": "argo",
+		"name":      "wf-3571860313",
+		"operation": op,
+		"userInfo":  map[string]any{"username": controllerSA},
+	}
+	if object != nil {
+		req["object"] = object
+	}
+	if oldObject != nil {
+		req["oldObject"] = oldObject
+	}
+	for _, m := range mods {
+		m(req)
+	}
+	b, err := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+	require.NoError(t, err)
+	return b
+}
+
+// taskResultObject12985 is what argoexec v3.5.4 creates for a resource template with outputs.
+func taskResultObject12985(labels map[string]any) map[string]any {
+	return map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1",
+		"kind":       "WorkflowTaskResult",
+		"metadata": map[string]any{
+			"name":            "wf-3571860313",
+			"namespace":       "argo",
+			"labels":          labels,
+			"ownerReferences": []any{map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": "wf", "uid": "uid-1"}},
+		},
+		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "job-name", "value": "pi-x2"}}},
+	}
+}
+
+// serve sends body to h and returns the HTTP status and decoded response.
+func serve(t *testing.T, h http.Handler, body []byte) (int, *admissionv1.AdmissionResponse) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+	var out admissionv1.AdmissionReview
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out), "response is an AdmissionReview: %s", rec.Body.String())
+	assert.Equal(t, "admission.k8s.io/v1", out.APIVersion)
+	assert.Equal(t, "AdmissionReview", out.Kind)
+	require.NotNil(t, out.Response)
+	assert.True(t, out.Response.Allowed, "the webhook never denies")
+	return rec.Code, out.Response
+}
+
+// patchOf decodes a response's JSON patch, sorted by path.
+func patchOf(t *testing.T, resp *admissionv1.AdmissionResponse) []jsonpatch.Operation {
+	t.Helper()
+	if resp.Patch == nil {
+		assert.Nil(t, resp.PatchType)
+		return nil
+	}
+	require.NotNil(t, resp.PatchType)
+	assert.Equal(t, admissionv1.PatchTypeJSONPatch, *resp.PatchType)
+	var ops []jsonpatch.Operation
+	require.NoError(t, json.Unmarshal(resp.Patch, &ops))
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Path < ops[j].Path })
+	return ops
+}
+
+func resourcePods() *podTable {
+	return &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
+}
+
+func TestTaskResultHandlerPatches(t *testing.T) {
+	rocPath := "/metadata/labels/workflows.argoproj.io~1report-outputs-completed"
+	cases := map[string]struct {
+		op       string
+		object   any
+		old      any
+		mods     []func(map[string]any)
+		pods     *podTable
+		want     []jsonpatch.Operation
+		wantLook int
+	}{
+		"replaces the label on the #12985 create": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			pods:   resourcePods(), wantLook: 1,
+			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
+		},
+		"adds the label when an old executor never set it": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf"}),
+			pods:   resourcePods(), wantLook: 1,
+			want: []jsonpatch.Operation{{Operation: "add", Path: rocPath, Value: "true"}},
+		},
+		"patches the outputs merge patch of a placeholder, with oldObject": {
+			op:     opUpdate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			old: map[string]any{"metadata": map[string]any{"name": "wf-3571860313",
+				"labels": map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}}},
+			pods: resourcePods(), wantLook: 1,
+			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
+		},
+		"keeps labels whose keys hold ~ and / untouched and escapes nothing else": {
+			op: opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false",
+				"example.com/a~b": "x"}),
+			pods: resourcePods(), wantLook: 1,
+			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
+		},
+		"patches the same on a dry-run request": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			mods:   []func(map[string]any){func(r map[string]any) { r["dryRun"] = true }},
+			pods:   resourcePods(), wantLook: 1,
+			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
+		},
+		"does not patch a progress-only update and looks nothing up": {
+			op:     opUpdate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			old:    taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			pods:   resourcePods(), wantLook: 0,
+		},
+		"does not patch an object without labels": {
+			op:     opCreate,
+			object: taskResultObject12985(nil),
+			pods:   resourcePods(), wantLook: 0,
+		},
+		"does not patch a wait-container pod's result": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			pods:   &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": waitPod()}}, wantLook: 1,
+		},
+		"does not patch when the writer's token names another pod": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			mods: []func(map[string]any){func(r map[string]any) {
+				r["userInfo"] = map[string]any{"username": "system:serviceaccount:argo:default",
+					"extra": map[string]any{ExtraPodName: []string{"other-wf-main-1"}}}
+			}},
+			pods: resourcePods(), wantLook: 1,
+		},
+		"does not patch DELETE": {
+			op:   "DELETE",
+			old:  taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			pods: resourcePods(), wantLook: 0,
+		},
+		"does not patch when the pod lookup fails": {
+			op:     opCreate,
+			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			pods:   &podTable{err: errors.New("context deadline exceeded")}, wantLook: 1,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := NewTaskResultHandler(HandlerOptions{Pods: tc.pods, Log: testr.New(t)})
+			code, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", tc.op, tc.object, tc.old, tc.mods...))
+			assert.Equal(t, http.StatusOK, code)
+			assert.Equal(t, "c0ffee", string(resp.UID))
+			assert.Equal(t, tc.want, patchOf(t, resp))
+			assert.Equal(t, tc.wantLook, tc.pods.calls, "pod lookups")
+		})
+	}
+}
+
+func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
+	before := testutil.ToFloat64(lookupErrorsTotal)
+	h := NewTaskResultHandler(HandlerOptions{Pods: &podTable{err: errors.New("boom")}, Log: testr.New(t)})
+	_, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
+		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	assert.Nil(t, resp.Patch)
+	assert.Equal(t, before+1, testutil.ToFloat64(lookupErrorsTotal))
+}
+
+func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
+	before := testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit"))
+	h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Mode: ModeAudit, Log: testr.New(t)})
+	_, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
+		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	assert.Nil(t, resp.Patch)
+	require.Len(t, resp.Warnings, 1)
+	assert.Contains(t, resp.Warnings[0], "would set /metadata/labels/workflows.argoproj.io~1report-outputs-completed=\"true\"")
+	assert.Contains(t, resp.Warnings[0], "rule A1")
+	assert.Equal(t, before+1, testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit")))
+}
+
+func TestHandlerAllowsOtherKindsUnpatched(t *testing.T) {
+	pods := resourcePods()
+	tr := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
+	code, resp := serve(t, tr, reviewJSON(t, "Workflow", opCreate,
+		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	assert.Equal(t, http.StatusOK, code)
+	assert.Nil(t, resp.Patch)
+	assert.Zero(t, pods.calls)
+
+	wf := NewWorkflowHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
+	code, resp = serve(t, wf, reviewJSON(t, "WorkflowTaskResult", opUpdate, stuckWorkflowObject(nil), nil))
+	assert.Equal(t, http.StatusOK, code)
+	assert.Nil(t, resp.Patch)
+}
+
+func TestHandlerRejectsMalformedReviews(t *testing.T) {
+	valid := reviewJSON(t, "WorkflowTaskResult", opCreate,
+		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)
+	cases := map[string]struct {
+		body     []byte
+		code     int
+		message  string
+		wantUID  string
+	}{
+		"not JSON":                 {body: []byte("hello"), code: 400, message: "not an AdmissionReview"},
+		"truncated JSON":           {body: valid[:len(valid)/2], code: 400, message: "not an AdmissionReview"},
+		"wrong apiVersion":         {body: []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u"}}`), code: 400, message: "expected apiVersion admission.k8s.io/v1", wantUID: "u"},
+		"no request":               {body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), code: 400, message: "has no request"},
+		"no uid":                   {body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}`), code: 400, message: "has no uid"},
+		"label values not strings": {body: bytes.Replace(valid, []byte(`"false"`), []byte(`false`), 1), code: 400, message: "request.object is not a WorkflowTaskResult", wantUID: "c0ffee"},
+		"body over the size cap":   {body: append([]byte(`{"apiVersion":"`), bytes.Repeat([]byte("a"), maxBodyBytes)...), code: 413, message: "body larger than"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Log: testr.New(t)})
+			code, resp := serve(t, h, tc.body)
+			assert.Equal(t, tc.code, code)
+			require.NotNil(t, resp.Result)
+			assert.Contains(t, resp.Result.Message, tc.message)
+			assert.Equal(t, tc.wantUID, string(resp.UID))
+			assert.Nil(t, resp.Patch)
+		})
+	}
+}
+
+// stuckWorkflowObject is a v3.5.4 Workflow in the #12985 shape; nodes are stored compressed when
+// compress is non-nil and *compress is true.
+func stuckWorkflowObject(mod func(wf map[string]any)) map[string]any {
+	nodes := map[string]any{
+		"wf":            map[string]any{"id": "wf", "type": "Steps", "phase": "Succeeded", "finishedAt": "2024-04-26T10:50:45Z", "children": []string{"wf-3571860313"}},
+		"wf-3571860313": map[string]any{"id": "wf-3571860313", "type": "Pod", "phase": "Succeeded", "finishedAt": "2024-04-26T10:50:41Z", "outputs": map[string]any{"exitCode": "0"}},
+	}
+	wf := map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1",
+		"kind":       "Workflow",
+		"metadata": map[string]any{
+			"name":      "wf",
+			"namespace": "argo",
+			"labels":    map[string]any{LabelCompleted: "false", LabelPhase: "Succeeded"},
+		},
+		"spec": map[string]any{"entrypoint": "main"},
+		"status": map[string]any{
+			"phase":                       "Succeeded",
+			"startedAt":                   "2024-04-26T10:50:27Z",
+			"finishedAt":                  nil,
+			"conditions":                  []any{map[string]any{"type": "PodRunning", "status": "False"}},
+			"nodes":                       nodes,
+			"taskResultsCompletionStatus": map[string]any{"wf-3571860313": false},
+		},
+	}
+	if mod != nil {
+		mod(wf)
+	}
+	return wf
+}
+
+func compress(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, err = zw.Write(raw)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+func status(wf map[string]any) map[string]any { return wf["status"].(map[string]any) }
+
+func TestWorkflowHandlerPatches(t *testing.T) {
+	b2 := []jsonpatch.Operation{
+		{Operation: "replace", Path: "/metadata/labels/workflows.argoproj.io~1completed", Value: "true"},
+		{Operation: "add", Path: "/status/conditions/-", Value: map[string]any{"type": "Completed", "status": "True"}},
+		{Operation: "replace", Path: "/status/finishedAt", Value: "2024-04-26T10:50:45Z"},
+		{Operation: "replace", Path: "/status/taskResultsCompletionStatus/wf-3571860313", Value: true},
+	}
+	cases := map[string]struct {
+		object   map[string]any
+		opts     HandlerOptions
+		pods     *podTable
+		want     []jsonpatch.Operation
+		wantLook int
+	}{
+		"completes the v3.5.4 stuck shape in one response": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, want: b2,
+		},
+		"completes the stuck shape stored as compressedNodes": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				st := status(wf)
+				st["compressedNodes"] = compress(t, st["nodes"])
+				delete(st, "nodes")
+			}),
+			pods: &podTable{}, wantLook: 1, want: b2,
+		},
+		"adds conditions and finishedAt when the status has neither key": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				delete(status(wf), "conditions")
+				delete(status(wf), "finishedAt")
+			}),
+			pods: &podTable{}, wantLook: 1,
+			want: []jsonpatch.Operation{
+				{Operation: "replace", Path: "/metadata/labels/workflows.argoproj.io~1completed", Value: "true"},
+				{Operation: "add", Path: "/status/conditions", Value: []any{map[string]any{"type": "Completed", "status": "True"}}},
+				{Operation: "add", Path: "/status/finishedAt", Value: "2024-04-26T10:50:45Z"},
+				{Operation: "replace", Path: "/status/taskResultsCompletionStatus/wf-3571860313", Value: true},
+			},
+		},
+		"replaces an existing Completed condition": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				status(wf)["conditions"] = []any{map[string]any{"type": "PodRunning", "status": "False"}, map[string]any{"type": "Completed", "status": "False"}}
+			}),
+			pods: &podTable{}, wantLook: 1,
+			want: []jsonpatch.Operation{
+				{Operation: "replace", Path: "/metadata/labels/workflows.argoproj.io~1completed", Value: "true"},
+				{Operation: "replace", Path: "/status/conditions/1", Value: map[string]any{"type": "Completed", "status": "True"}},
+				{Operation: "replace", Path: "/status/finishedAt", Value: "2024-04-26T10:50:45Z"},
+				{Operation: "replace", Path: "/status/taskResultsCompletionStatus/wf-3571860313", Value: true},
+			},
+		},
+		"adds the archive label when the controller archives": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1,
+			opts: HandlerOptions{Workflow: WorkflowConfig{Archive: true}},
+			want: append([]jsonpatch.Operation{
+				{Operation: "add", Path: "/metadata/labels/workflows.argoproj.io~1workflow-archiving-status", Value: "Pending"},
+			}, b2...),
+		},
+		"does not patch when the pod's executor still runs": {
+			object: stuckWorkflowObject(nil), wantLook: 1,
+			pods: &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": {Name: "wf-main-3571860313", Containers: []Container{{Name: "main"}}}}},
+		},
+		"does not patch and reads no pods when nodes are offloaded": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				delete(status(wf), "nodes")
+				status(wf)["offloadNodeStatusVersion"] = "fnv:123"
+			}),
+			pods: &podTable{},
+		},
+		"does not patch corrupt compressedNodes (bad base64)": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				delete(status(wf), "nodes")
+				status(wf)["compressedNodes"] = "%%%"
+			}),
+			pods: &podTable{},
+		},
+		"does not patch corrupt compressedNodes (not gzip)": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				delete(status(wf), "nodes")
+				status(wf)["compressedNodes"] = base64.StdEncoding.EncodeToString([]byte("plain"))
+			}),
+			pods: &podTable{},
+		},
+		"does not patch a Running workflow and reads only its labels": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				wf["metadata"].(map[string]any)["labels"] = map[string]any{LabelCompleted: "false", LabelPhase: "Running"}
+				wf["status"] = "not even an object: status is never read"
+			}),
+			pods: &podTable{},
+		},
+		"does not re-add a completed label that a retry removes": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				wf["metadata"].(map[string]any)["labels"] = map[string]any{LabelPhase: "Running"}
+				status(wf)["phase"] = "Running"
+			}),
+			pods: &podTable{},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tc.opts.Pods, tc.opts.Log = tc.pods, testr.New(t)
+			h := NewWorkflowHandler(tc.opts)
+			old := stuckWorkflowObject(nil)
+			code, resp := serve(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
+			assert.Equal(t, http.StatusOK, code)
+			want := tc.want
+			// JSON round trip of expected values, so maps and slices compare as decoded JSON.
+			raw, err := json.Marshal(want)
+			require.NoError(t, err)
+			want = nil
+			require.NoError(t, json.Unmarshal(raw, &want))
+			sort.Slice(want, func(i, j int) bool { return want[i].Path < want[j].Path })
+			assert.Equal(t, want, patchOf(t, resp))
+			assert.Equal(t, tc.wantLook, tc.pods.calls, "pod lookups")
+		})
+	}
+}
+
+func TestWorkflowHandlerBoundsGzipBombs(t *testing.T) {
+	// 80 MiB of zeros compresses to ~80 KiB: more than maxNodesBytes once inflated.
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, err := zw.Write(bytes.Repeat([]byte{'0'}, 80<<20))
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	_, err = decompressNodes(base64.StdEncoding.EncodeToString(buf.Bytes()))
+	require.Error(t, err)
+	assert.True(t, strings.Contains(err.Error(), "more than"), err.Error())
+}
+
+func TestLabelOperationsAddsWholeMapWhenLabelsAbsent(t *testing.T) {
+	ops := labelOperations(nil, map[string]string{LabelReportOutputsCompleted: "true"})
+	assert.Equal(t, []jsonpatch.Operation{{Operation: "add", Path: "/metadata/labels",
+		Value: map[string]string{LabelReportOutputsCompleted: "true"}}}, ops)
+}
+
+func TestEscapePointer(t *testing.T) {
+	assert.Equal(t, "workflows.argoproj.io~1completed", escapePointer("workflows.argoproj.io/completed"))
+	assert.Equal(t, "a~0b~1c", escapePointer("a~b/c"))
+	assert.Equal(t, "~01", escapePointer("~1"), "~ is escaped before /, so ~1 never decodes to /")
+}

@@ -1,0 +1,226 @@
+package webhook
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+const controllerSA = "system:serviceaccount:argo:argo"
+
+// stuckWorkflow builds the v3.5.3–v3.5.4 #12985 shape: phase Succeeded, completed="false",
+// finishedAt null, one resource node done whose task result is incomplete.
+func stuckWorkflow(mods ...func(*Workflow)) Workflow {
+	wf := Workflow{
+		Operation: opUpdate,
+		Username:  controllerSA,
+		Labels:    map[string]string{LabelCompleted: valueFalse, LabelPhase: phaseSucceeded, LabelWorkflow: "ignored"},
+		Phase:     phaseSucceeded,
+		Nodes: map[string]Node{
+			"wf":         {Type: "Steps", Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:45Z"},
+			"wf-1111111": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z"},
+			"wf-2222222": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:48Z"},
+			"wf-3333333": {Type: "Skipped", Phase: phaseSkipped},
+		},
+		TaskResultsCompletion: map[string]bool{"wf-1111111": false, "wf-2222222": true},
+	}
+	for _, m := range mods {
+		m(&wf)
+	}
+	return wf
+}
+
+func controllerOnly() WorkflowConfig {
+	return WorkflowConfig{ControllerUsernames: []string{controllerSA}}
+}
+
+func terminatedResourcePod() *Pod {
+	return &Pod{Name: "wf-main-1111111", Containers: []Container{{Name: "main", Terminated: true}}}
+}
+
+func TestDecideWorkflow(t *testing.T) {
+	completes := map[string]string{LabelCompleted: valueTrue}
+	gone := map[string]*Pod{}
+	terminated := map[string]*Pod{"wf-1111111": terminatedResourcePod()}
+	cases := map[string]struct {
+		wf       Workflow
+		cfg      WorkflowConfig
+		pods     map[string]*Pod
+		wantSet  map[string]string
+		wantStat *StatusChange
+	}{
+		"completes the v3.5.4 stuck shape whose resource pod has terminated": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, wantSet: completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"completes the stuck shape whose pod is gone": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: gone, wantSet: completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"completes a Failed workflow in the stuck shape": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Phase, wf.Labels[LabelPhase] = phaseFailed, phaseFailed
+				wf.Nodes["wf-1111111"] = Node{Type: nodeTypePod, Phase: phaseFailed, FinishedAt: "2024-04-26T10:50:41Z"}
+			}),
+			cfg: controllerOnly(), pods: gone, wantSet: completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"queues for the archive when the controller archives and the selector matches": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Labels["team"] = "a" }),
+			cfg: WorkflowConfig{ControllerUsernames: []string{controllerSA}, Archive: true,
+				ArchiveSelector: labels.SelectorFromSet(labels.Set{"team": "a"})},
+			pods:     gone,
+			wantSet:  map[string]string{LabelCompleted: valueTrue, LabelArchivingStatus: archivePending},
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"does not queue for the archive when the selector does not match": {
+			wf: stuckWorkflow(),
+			cfg: WorkflowConfig{ControllerUsernames: []string{controllerSA}, Archive: true,
+				ArchiveSelector: labels.SelectorFromSet(labels.Set{"team": "a"})},
+			pods: gone, wantSet: completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"acts on any writer when no controller username is configured": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Username = "admin" }), cfg: WorkflowConfig{}, pods: gone,
+			wantSet:  completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		// Every condition of B2 failing one at a time.
+		"ignores CREATE (submit, resubmit)": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Operation = opCreate }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a writer that is not the controller": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Username = "system:serviceaccount:argo:argo-server" }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores the v3.5.5+ Running shape": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Phase, wf.Labels[LabelPhase] = "Running", "Running"
+				wf.Nodes["wf-1111111"] = Node{Type: nodeTypePod, Phase: "Running"}
+			}),
+			cfg: controllerOnly(), pods: terminated,
+		},
+		"ignores a retry that removes the completed label and resets the phase to Running": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				delete(wf.Labels, LabelCompleted)
+				wf.Phase, wf.Labels[LabelPhase] = "Running", "Running"
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a retry that removes the completed label and resets the phase to empty": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				delete(wf.Labels, LabelCompleted)
+				wf.Phase = ""
+				delete(wf.Labels, LabelPhase)
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow whose completed label is absent": {
+			wf: stuckWorkflow(func(wf *Workflow) { delete(wf.Labels, LabelCompleted) }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow already completed": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Labels[LabelCompleted] = valueTrue }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a phase label that differs from status.phase": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Labels[LabelPhase] = phaseFailed }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow whose finishedAt is set": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.FinishedAt = "2024-04-26T10:50:50Z" }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow with a daemoned node": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes["wf-4444444"] = Node{Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z", Daemoned: true}
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow with an unfulfilled node": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes["wf-4444444"] = Node{Type: nodeTypePod, Phase: "Running"}
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a node completed but not synced (v3.7.1+)": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				f := false
+				wf.Nodes["wf-4444444"] = Node{Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z", TaskResultSynced: &f}
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores an incomplete task result whose node is not a Pod node": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.TaskResultsCompletion["wf"] = false }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores an incomplete task result with no node": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.TaskResultsCompletion["wf-9999999"] = false }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores an incomplete task result whose node has no finishedAt": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes["wf-1111111"] = Node{Type: nodeTypePod, Phase: phaseSucceeded}
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow whose incomplete task result's pod still runs its executor": {
+			wf: stuckWorkflow(), cfg: controllerOnly(),
+			pods: map[string]*Pod{"wf-1111111": {Name: "p", Containers: []Container{{Name: "main"}}}},
+		},
+		"ignores a wait-container pod whose wait container still runs although main has ended": {
+			wf: stuckWorkflow(), cfg: controllerOnly(),
+			pods: map[string]*Pod{"wf-1111111": {Name: "p", Containers: []Container{{Name: "main", Terminated: true}, {Name: "wait"}}}},
+		},
+		"ignores a workflow without any incomplete task result": {
+			wf: stuckWorkflow(func(wf *Workflow) { wf.TaskResultsCompletion["wf-1111111"] = true }), cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a workflow whose nodes are offloaded": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes = nil
+				wf.NodesUnreadable = "offloaded"
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+		"ignores a node finishedAt that is not a timestamp": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes["wf"] = Node{Type: "Steps", Phase: phaseSucceeded, FinishedAt: "yesterday"}
+			}),
+			cfg: controllerOnly(), pods: gone,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := DecideWorkflow(tc.wf, tc.cfg, tc.pods)
+			assert.Equal(t, tc.wantSet, d.Set)
+			assert.Equal(t, tc.wantStat, d.Status)
+			assert.NotEmpty(t, d.Reason)
+			if tc.wantSet != nil {
+				assert.Equal(t, "B2", d.Rule)
+			} else {
+				assert.Empty(t, d.Rule)
+			}
+		})
+	}
+}
+
+func TestDecideWorkflowIsIdempotent(t *testing.T) {
+	wf := stuckWorkflow()
+	first := DecideWorkflow(wf, controllerOnly(), nil)
+	require.True(t, first.Mutates())
+
+	wf.Labels[LabelCompleted] = first.Set[LabelCompleted]
+	wf.FinishedAt = first.Status.FinishedAt
+	for _, id := range first.Status.CompleteTaskResults {
+		wf.TaskResultsCompletion[id] = true
+	}
+	second := DecideWorkflow(wf, controllerOnly(), nil)
+	assert.False(t, second.Mutates(), "running B2 on its own output decides nothing")
+}
+
+func TestPrecheckWorkflowLabelsDecidesWithoutStatus(t *testing.T) {
+	// A Running workflow is decided by its labels alone: no status is read.
+	wf := Workflow{Operation: opUpdate, Username: controllerSA, Labels: map[string]string{LabelCompleted: valueFalse, LabelPhase: "Running"}}
+	d, ok := PrecheckWorkflowLabels(wf, controllerOnly())
+	assert.False(t, ok)
+	assert.Contains(t, d.Reason, "not terminal")
+
+	wf.Labels[LabelPhase] = phaseSucceeded
+	_, ok = PrecheckWorkflowLabels(wf, controllerOnly())
+	assert.True(t, ok, "a terminal phase label with completed=false needs the status read")
+}
