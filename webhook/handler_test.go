@@ -76,8 +76,8 @@ func taskResultObject12985(labels map[string]any) map[string]any {
 	}
 }
 
-// serve sends body to h and returns the HTTP status and decoded response.
-func serve(t *testing.T, h http.Handler, body []byte) (int, *admissionv1.AdmissionResponse) {
+// serveReview sends body to h and returns the HTTP status and decoded response.
+func serveReview(t *testing.T, h http.Handler, body []byte) (int, *admissionv1.AdmissionResponse) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
@@ -193,7 +193,7 @@ func TestTaskResultHandlerPatches(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := NewTaskResultHandler(HandlerOptions{Pods: tc.pods, Log: testr.New(t)})
-			code, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", tc.op, tc.object, tc.old, tc.mods...))
+			code, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", tc.op, tc.object, tc.old, tc.mods...))
 			assert.Equal(t, http.StatusOK, code)
 			assert.Equal(t, "c0ffee", string(resp.UID))
 			assert.Equal(t, tc.want, patchOf(t, resp))
@@ -205,7 +205,7 @@ func TestTaskResultHandlerPatches(t *testing.T) {
 func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
 	before := testutil.ToFloat64(lookupErrorsTotal)
 	h := NewTaskResultHandler(HandlerOptions{Pods: &podTable{err: errors.New("boom")}, Log: testr.New(t)})
-	_, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
+	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
 		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
 	assert.Equal(t, before+1, testutil.ToFloat64(lookupErrorsTotal))
@@ -214,7 +214,7 @@ func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
 func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
 	before := testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit"))
 	h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Mode: ModeAudit, Log: testr.New(t)})
-	_, resp := serve(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
+	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
 		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
 	require.Len(t, resp.Warnings, 1)
@@ -226,14 +226,14 @@ func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
 func TestHandlerAllowsOtherKindsUnpatched(t *testing.T) {
 	pods := resourcePods()
 	tr := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
-	code, resp := serve(t, tr, reviewJSON(t, "Workflow", opCreate,
+	code, resp := serveReview(t, tr, reviewJSON(t, "Workflow", opCreate,
 		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Nil(t, resp.Patch)
 	assert.Zero(t, pods.calls)
 
 	wf := NewWorkflowHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
-	code, resp = serve(t, wf, reviewJSON(t, "WorkflowTaskResult", opUpdate, stuckWorkflowObject(nil), nil))
+	code, resp = serveReview(t, wf, reviewJSON(t, "WorkflowTaskResult", opUpdate, stuckWorkflowObject(nil), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Nil(t, resp.Patch)
 }
@@ -258,7 +258,7 @@ func TestHandlerRejectsMalformedReviews(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Log: testr.New(t)})
-			code, resp := serve(t, h, tc.body)
+			code, resp := serveReview(t, h, tc.body)
 			assert.Equal(t, tc.code, code)
 			require.NotNil(t, resp.Result)
 			assert.Contains(t, resp.Result.Message, tc.message)
@@ -415,7 +415,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			tc.opts.Pods, tc.opts.Log = tc.pods, testr.New(t)
 			h := NewWorkflowHandler(tc.opts)
 			old := stuckWorkflowObject(nil)
-			code, resp := serve(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
+			code, resp := serveReview(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
 			assert.Equal(t, http.StatusOK, code)
 			want := tc.want
 			// JSON round trip of expected values, so maps and slices compare as decoded JSON.

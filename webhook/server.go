@@ -34,9 +34,6 @@ func Run(ctx context.Context, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	log := o.Log
-	archiveSel, _ := o.archiveSelector() // validated above
-
 	cfg := o.RESTConfig
 	if cfg == nil {
 		var err error
@@ -66,6 +63,20 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	return serve(ctx, o, pods, podCache)
+}
+
+// podSource is the informer cache behind the pod lookups, as serve drives it.
+type podSource interface {
+	Start(ctx context.Context) error
+	WaitForCacheSync(ctx context.Context) bool
+}
+
+// serve runs the webhook server, the pod source and the plain-HTTP servers until ctx is
+// cancelled, then shuts down: readiness off, ShutdownDelay of serving, drain.
+func serve(ctx context.Context, o Options, pods PodLookup, src podSource) error {
+	log := o.Log
+	archiveSel, _ := o.archiveSelector() // validated by Run
 	hopts := HandlerOptions{
 		Pods:          pods,
 		Mode:          o.Mode,
@@ -99,12 +110,12 @@ func Run(ctx context.Context, o Options) error {
 	var synced, stopping atomic.Bool
 
 	wg.Go(func() {
-		if err := podCache.Start(serveCtx); err != nil {
+		if err := src.Start(serveCtx); err != nil {
 			errc <- fmt.Errorf("pod cache: %w", err)
 		}
 	})
 	wg.Go(func() {
-		if podCache.WaitForCacheSync(serveCtx) {
+		if src.WaitForCacheSync(serveCtx) {
 			synced.Store(true)
 			log.Info("pod cache synced")
 		}
