@@ -242,10 +242,10 @@ func TestHandlerRejectsMalformedReviews(t *testing.T) {
 	valid := reviewJSON(t, "WorkflowTaskResult", opCreate,
 		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)
 	cases := map[string]struct {
-		body     []byte
-		code     int
-		message  string
-		wantUID  string
+		body    []byte
+		code    int
+		message string
+		wantUID string
 	}{
 		"not JSON":                 {body: []byte("hello"), code: 400, message: "not an AdmissionReview"},
 		"truncated JSON":           {body: valid[:len(valid)/2], code: 400, message: "not an AdmissionReview"},

@@ -24,7 +24,7 @@ import (
 // syncedSource stands in for the informer cache: already synced, running until stopped.
 type syncedSource struct{}
 
-func (syncedSource) Start(ctx context.Context) error          { <-ctx.Done(); return nil }
+func (syncedSource) Start(ctx context.Context) error           { <-ctx.Done(); return nil }
 func (syncedSource) WaitForCacheSync(ctx context.Context) bool { return true }
 
 func freePort(t *testing.T) int {
