@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
@@ -112,6 +113,9 @@ func run(m *testing.M) (int, error) {
 	if err := registerWebhook(ctx, enforce.url); err != nil {
 		return 0, err
 	}
+	if err := waitCalled(ctx, enforce); err != nil {
+		return 0, err
+	}
 	return m.Run(), nil
 }
 
@@ -124,11 +128,11 @@ func setupCluster(ctx context.Context) error {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "argo-completion-webhook"}},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "executor"},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}},
 		},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "controller"},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows"}, Verbs: []string{"get", "update", "patch"}}},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows"}, Verbs: []string{"get", "update", "patch"}}},
 		},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "argo-completion-webhook"},
@@ -278,7 +282,29 @@ func registerWebhook(ctx context.Context, baseURL string) error {
 	if err != nil {
 		return fmt.Errorf("registering the webhook configuration: %w", err)
 	}
-	// The API server's webhook registry follows the configuration through an informer.
-	time.Sleep(time.Second)
 	return nil
+}
+
+// waitCalled waits until the API server calls s for task results: it follows configuration
+// changes through an informer, so a new URL takes effect a moment after the update.
+func waitCalled(ctx context.Context, s *server) error {
+	series := `controller_runtime_webhook_requests_total{code="200",webhook="` + webhook.TaskResultPath + `"}`
+	before, err := scrapeValue(s.metrics, series)
+	if err != nil {
+		return err
+	}
+	probe := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+		"metadata": map[string]any{"name": "probe", "namespace": argoNS, "labels": map[string]any{webhook.LabelWorkflow: "probe"}},
+		"outputs":  map[string]any{},
+	}}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := admin.Create(ctx, probe.DeepCopy(), client.DryRunAll); err != nil {
+			return fmt.Errorf("dry-run probe: %w", err)
+		}
+		if now, err := scrapeValue(s.metrics, series); err == nil && now > before {
+			return nil
+		}
+	}
+	return fmt.Errorf("the API server did not call %s within 30s", s.url)
 }

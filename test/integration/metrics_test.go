@@ -14,19 +14,23 @@ import (
 // or 0 when the series has not been exposed yet.
 func scrape(t *testing.T, url, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	v, err := scrapeValue(url, series)
 	require.NoError(t, err)
+	return v
+}
+
+func scrapeValue(url, series string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			require.NoError(t, err)
-			return v
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
 		}
 	}
-	require.NoError(t, sc.Err())
-	return 0
+	return 0, sc.Err()
 }

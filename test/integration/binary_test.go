@@ -1,0 +1,119 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
+)
+
+// The binary, started with --cert-dir and --kubeconfig, answers the #12985 create with exactly
+// one operation, and shuts down cleanly on SIGTERM.
+func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "argo-completion-webhook")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/argo-completion-webhook")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	ca, err := testcerts.NewCA()
+	require.NoError(t, err)
+	require.NoError(t, ca.WriteServing(filepath.Join(dir, "certs"), "127.0.0.1"))
+	n := newNode(t, "binary", false)
+	createPod(t, argoNS, n)
+
+	port, err := freePort()
+	require.NoError(t, err)
+	probe, err := freePort()
+	require.NoError(t, err)
+	probes := "127.0.0.1:" + strconv.Itoa(probe)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--cert-dir", filepath.Join(dir, "certs"), "--kubeconfig", kubeconfig,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--health-probe-bind-address", probes, "--metrics-bind-address", probes, "--shutdown-delay", "1s")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("webhook logs:\n%s", logs.String())
+		}
+	})
+	require.Eventually(t, func() bool { return httpStatus("http://"+probes+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, "ready")
+
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(ca.PEM))
+	https := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for name, tc := range map[string]struct {
+		label string
+		op    string
+	}{
+		"label false is replaced": {label: "false", op: "replace"},
+		"label absent is added":   {label: "", op: "add"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			obj := taskResult(argoNS, n, tc.label, resourceOutputs("pi-x2"))
+			raw, err := json.Marshal(map[string]any{
+				"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+				"request": map[string]any{
+					"uid":       "5e1f-12985",
+					"kind":      map[string]any{"group": "argoproj.io", "version": "v1alpha1", "kind": "WorkflowTaskResult"},
+					"resource":  map[string]any{"group": "argoproj.io", "version": "v1alpha1", "resource": "workflowtaskresults"},
+					"namespace": argoNS, "name": n.id, "operation": "CREATE",
+					"userInfo": map[string]any{"username": executorSA},
+					"object":   obj.Object,
+				},
+			})
+			require.NoError(t, err)
+			resp, err := https.Post("https://127.0.0.1:"+strconv.Itoa(port)+"/mutate-argoproj-io-v1alpha1-workflowtaskresult", "application/json", bytes.NewReader(raw))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			var review admissionv1.AdmissionReview
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&review))
+			assert.Equal(t, "5e1f-12985", string(review.Response.UID))
+			assert.True(t, review.Response.Allowed)
+			assert.JSONEq(t, `[{"op":"`+tc.op+`","path":"/metadata/labels/workflows.argoproj.io~1report-outputs-completed","value":"true"}]`, string(review.Response.Patch))
+		})
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool { return httpStatus("http://"+probes+"/readyz") == http.StatusServiceUnavailable }, 2*time.Second, 20*time.Millisecond, "readiness off at once")
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status 0 after SIGTERM")
+	case <-time.After(15 * time.Second):
+		t.Fatal("binary did not exit after SIGTERM")
+	}
+}
+
+// httpStatus returns the status code of a GET, or 0 when it fails.
+func httpStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
