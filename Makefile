@@ -52,7 +52,7 @@ unit: ## Unit tests: rules, handlers, the in-process TLS server.
 
 .PHONY: integration
 integration: tools ## Integration tests against a real kube-apiserver + etcd.
-	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./test/integration/...
+	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 ##@ Tools (built once into bin/, reused)
 
