@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 )
 
 // The binary, started with --cert-dir and --kubeconfig, answers the #12985 create with exactly
@@ -40,9 +40,9 @@ func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
 	n := newNode(t, "binary", false)
 	createPod(t, argoNS, n)
 
-	port, err := freePort()
+	port, err := harness.FreePort()
 	require.NoError(t, err)
-	probe, err := freePort()
+	probe, err := harness.FreePort()
 	require.NoError(t, err)
 	probes := "127.0.0.1:" + strconv.Itoa(probe)
 	var logs bytes.Buffer
@@ -59,7 +59,7 @@ func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
 			t.Logf("webhook logs:\n%s", logs.String())
 		}
 	})
-	require.Eventually(t, func() bool { return httpStatus("http://"+probes+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, "ready")
+	require.Eventually(t, func() bool { return harness.HTTPStatus("http://"+probes+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, "ready")
 
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(ca.PEM))
@@ -98,22 +98,11 @@ func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
 	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.Eventually(t, func() bool { return httpStatus("http://"+probes+"/readyz") == http.StatusServiceUnavailable }, 2*time.Second, 20*time.Millisecond, "readiness off at once")
+	require.Eventually(t, func() bool { return harness.HTTPStatus("http://"+probes+"/readyz") == http.StatusServiceUnavailable }, 2*time.Second, 20*time.Millisecond, "readiness off at once")
 	select {
 	case err := <-exited:
 		assert.NoError(t, err, "exit status 0 after SIGTERM")
 	case <-time.After(15 * time.Second):
 		t.Fatal("binary did not exit after SIGTERM")
 	}
-}
-
-// httpStatus returns the status code of a GET, or 0 when it fails.
-func httpStatus(url string) int {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
@@ -18,11 +19,9 @@ import (
 func TestOnlyActionableWritesReachTheWebhook(t *testing.T) {
 	const workflowUpdates, pods = 500, 100
 	ctx := context.Background()
-	series := func(path string) string {
-		return `controller_runtime_webhook_requests_total{code="200",webhook="` + path + `"}`
-	}
-	trBefore := scrape(t, enforce.metrics, series(webhook.TaskResultPath))
-	wfBefore := scrape(t, enforce.metrics, series(webhook.WorkflowPath))
+	series := harness.RequestsSeries
+	trBefore := scrape(t, enforce.Metrics, series(webhook.TaskResultPath))
+	wfBefore := scrape(t, enforce.Metrics, series(webhook.WorkflowPath))
 
 	wf, n := runningWorkflow(t, "stream")
 	controller, _ := clientAs(t, controllerSA, "")
@@ -42,8 +41,8 @@ func TestOnlyActionableWritesReachTheWebhook(t *testing.T) {
 		mergePatch(t, executor, argoNS, pn, `{"metadata":{"labels":{"workflows.argoproj.io/report-outputs-completed":"true"}}}`)
 	}
 
-	trCalls := scrape(t, enforce.metrics, series(webhook.TaskResultPath)) - trBefore
-	wfCalls := scrape(t, enforce.metrics, series(webhook.WorkflowPath)) - wfBefore
+	trCalls := scrape(t, enforce.Metrics, series(webhook.TaskResultPath)) - trBefore
+	wfCalls := scrape(t, enforce.Metrics, series(webhook.WorkflowPath)) - wfBefore
 	writes := float64(workflowUpdates + 3*pods)
 	fmt.Printf("filtering: %d writes (%d workflow updates, %d task-result writes) -> %.0f admission requests (%.0f workflow, %.0f task result): ratio %.3f\n",
 		int(writes), workflowUpdates, 3*pods, wfCalls+trCalls, wfCalls, trCalls, (wfCalls+trCalls)/writes)

@@ -1,36 +1,17 @@
 package integration
 
 import (
-	"bufio"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 )
 
-// scrape returns the value of one series (name{labels} exactly as exposed) from a /metrics URL,
-// or 0 when the series has not been exposed yet.
+// scrape returns the value of one series from a /metrics URL (0 when not yet exposed).
 func scrape(t *testing.T, url, series string) float64 {
 	t.Helper()
-	v, err := scrapeValue(url, series)
+	v, err := harness.Scrape(url, series)
 	require.NoError(t, err)
 	return v
-}
-
-func scrapeValue(url, series string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
-	}
-	return 0, sc.Err()
 }

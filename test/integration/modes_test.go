@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,36 +9,25 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
-// startAnother starts a second webhook server in mode, with certificates from a new CA, and
-// points the configuration at it until the test ends.
-func startAnother(t *testing.T, mode webhook.Mode) *server {
+// startAnother starts a second webhook server in mode and points the configuration at it until
+// the test ends.
+func startAnother(t *testing.T, mode webhook.Mode) *harness.Webhook {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := testcerts.NewCA()
+	s, err := startWebhook(t.TempDir(), mode)
 	require.NoError(t, err)
-	require.NoError(t, ca.WriteServing(filepath.Join(dir, "certs"), "127.0.0.1"))
-	s, err := startServer(filepath.Join(dir, "certs"), mode)
-	require.NoError(t, err)
-	suiteCA := caPEM
-	caPEM = ca.PEM
 	ctx := context.Background()
-	require.NoError(t, registerWebhook(ctx, s.url))
-	caPEM = suiteCA
-	t.Cleanup(func() {
-		require.NoError(t, registerWebhook(ctx, enforce.url))
-		require.NoError(t, waitCalled(ctx, enforce))
-	})
+	require.NoError(t, harness.Register(ctx, admin, s, argoNS))
+	t.Cleanup(func() { require.NoError(t, harness.Register(ctx, admin, enforce, argoNS)) })
 	return s
 }
 
 func TestAuditModePatchesNothingAndWarnsTheClient(t *testing.T) {
 	audit := startAnother(t, webhook.ModeAudit)
-	t.Cleanup(audit.stop)
-	require.NoError(t, waitCalled(context.Background(), audit))
+	t.Cleanup(audit.Stop)
 
 	n := newNode(t, "audit", false)
 	createPod(t, argoNS, n)
@@ -52,13 +40,12 @@ func TestAuditModePatchesNothingAndWarnsTheClient(t *testing.T) {
 		found = found || (strings.Contains(w, "audit mode: would set") && strings.Contains(w, "rule A1"))
 	}
 	assert.True(t, found, "the warning reaches the client: %v", warned.all())
-	assert.Equal(t, 1.0, scrape(t, audit.metrics, `argo_completion_webhook_decisions_total{kind="taskresult",mode="audit",rule="A1"}`))
+	assert.Equal(t, 1.0, scrape(t, audit.Metrics, `argo_completion_webhook_decisions_total{kind="taskresult",mode="audit",rule="A1"}`))
 }
 
 func TestWebhookDownWritesStillSucceedUnpatched(t *testing.T) {
 	down := startAnother(t, webhook.ModeEnforce)
-	require.NoError(t, waitCalled(context.Background(), down))
-	down.stop()
+	down.Stop()
 
 	n := newNode(t, "down", false)
 	createPod(t, argoNS, n)
