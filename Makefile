@@ -44,7 +44,7 @@ vet: ## go vet, and fail on unformatted files.
 ##@ Test
 
 .PHONY: test
-test: vet tools unit integration ## Everything: vet, unit, integration (builds the control plane once).
+test: vet tools argo-tools unit integration e2e ## Everything: vet, unit, integration, e2e (builds the tools once).
 
 .PHONY: unit
 unit: ## Unit tests: rules, handlers, the in-process TLS server.
@@ -53,6 +53,10 @@ unit: ## Unit tests: rules, handlers, the in-process TLS server.
 .PHONY: integration
 integration: tools ## Integration tests against a real kube-apiserver + etcd.
 	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
+.PHONY: e2e
+e2e: tools argo-tools ## End-to-end: Argo's real workflow-controller (v3.5.4, v3.7.18) with and without the webhook.
+	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 30m ./test/e2e/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 ##@ Tools (built once into bin/, reused)
 
@@ -66,3 +70,10 @@ $(K8S_BIN)/kube-apiserver: test/tools/kube-apiserver/go.mod
 $(K8S_BIN)/etcd: test/tools/etcd/go.mod test/tools/etcd/main.go
 	@echo "building etcd from go.etcd.io/etcd/server/v3 (about 1 minute the first time)"
 	cd test/tools/etcd && go build -o $@ .
+
+.PHONY: argo-tools
+argo-tools: $(BIN)/argo/v3.5.4/workflow-controller $(BIN)/argo/v3.7.18/workflow-controller ## Build Argo's workflow-controller v3.5.4 and v3.7.18.
+
+$(BIN)/argo/%/workflow-controller: test/tools/argo-%/go.mod
+	@echo "building Argo's workflow-controller $* from github.com/argoproj/argo-workflows/v3 (about 3-5 minutes the first time)"
+	cd test/tools/argo-$* && go build -o $@ github.com/argoproj/argo-workflows/v3/cmd/workflow-controller

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
@@ -55,6 +56,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
+	logf.SetLogger(suiteLogger())
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, admissionregistrationv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return 0, err
@@ -147,11 +149,16 @@ func setupCluster(ctx context.Context) error {
 
 // startWebhook starts a webhook server with the suite's least-privilege kubeconfig.
 func startWebhook(dir string, mode webhook.Mode) (*harness.Webhook, error) {
-	log := logr.Discard()
-	if os.Getenv("TEST_VERBOSE") != "" {
-		log = zap.New(zap.UseDevMode(true))
-	}
+	log := suiteLogger()
 	return harness.StartWebhook(harness.WebhookOptions{
 		Dir: dir, Kubeconfig: kubeconfig, Mode: mode, ControllerUsernames: []string{controllerSA}, Log: log,
 	})
+}
+
+// suiteLogger discards logs unless TEST_VERBOSE is set.
+func suiteLogger() logr.Logger {
+	if os.Getenv("TEST_VERBOSE") != "" {
+		return zap.New(zap.UseDevMode(true))
+	}
+	return logr.Discard()
 }

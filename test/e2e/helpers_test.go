@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
+	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+)
+
+func metaName(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
+
+// setupNamespace creates a namespace whose default service account may act as Argo's executor.
+func setupNamespace(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metaName(ns)}))
+	require.NoError(t, admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}))
+	require.NoError(t, admin.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "executor", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "executor"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: ns}},
+	}))
+}
+
+// submit creates the workflow in testdata/file (generateName) and returns its name.
+func submit(t *testing.T, ns, file string, mods ...func(*unstructured.Unstructured)) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", file))
+	require.NoError(t, err)
+	defer f.Close()
+	wf := &unstructured.Unstructured{}
+	require.NoError(t, yaml.NewYAMLOrJSONDecoder(f, 4096).Decode(&wf.Object))
+	wf.SetNamespace(ns)
+	for _, m := range mods {
+		m(wf)
+	}
+	require.NoError(t, admin.Create(context.Background(), wf))
+	return wf.GetName()
+}
+
+// withFixedExecutor makes the simulated node act as argoexec v3.5.5+ for the workflow's pods.
+func withFixedExecutor(wf *unstructuredWF) {
+	require := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	require(unstructured.SetNestedStringMap(wf.Object, map[string]string{harness.ExecutorAnnotation: string(harness.ExecutorV355)}, "spec", "podMetadata", "annotations"))
+}
+
+// state is what a scenario observes of a workflow.
+type state struct {
+	Gone       bool
+	Phase      string
+	Completed  string
+	FinishedAt string
+	// Seen records the terminal facts observed before deletion.
+	SeenCompleted  bool
+	SeenPhase      string
+	SeenFinishedAt string
+}
+
+func (s state) String() string {
+	if s.Gone {
+		return fmt.Sprintf("deleted (last seen phase=%s completed=%v finishedAt=%q)", s.SeenPhase, s.SeenCompleted, s.SeenFinishedAt)
+	}
+	return fmt.Sprintf("phase=%s completed=%q finishedAt=%q", s.Phase, s.Completed, s.FinishedAt)
+}
+
+// tracker polls one workflow every 200 ms from its submission until it is deleted, keeping the
+// terminal facts it saw, so a state that lasts only until the TTL deletes the workflow is not
+// missed whatever the test is doing meanwhile.
+type tracker struct {
+	mu sync.Mutex
+	s  state
+}
+
+// track starts polling ns/name until it is gone or ctx ends.
+func track(ctx context.Context, ns, name string) *tracker {
+	tr := &tracker{}
+	go func() {
+		for ctx.Err() == nil {
+			tr.poll(ctx, ns, name)
+			if tr.get().Gone {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	return tr
+}
+
+func (tr *tracker) poll(ctx context.Context, ns, name string) {
+	wf := &unstructured.Unstructured{}
+	wf.SetAPIVersion("argoproj.io/v1alpha1")
+	wf.SetKind("Workflow")
+	err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wf)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	switch {
+	case apierrors.IsNotFound(err):
+		tr.s.Gone = true
+	case err == nil:
+		tr.s.Phase, _, _ = unstructured.NestedString(wf.Object, "status", "phase")
+		tr.s.FinishedAt, _, _ = unstructured.NestedString(wf.Object, "status", "finishedAt")
+		tr.s.Completed = wf.GetLabels()[webhook.LabelCompleted]
+		if tr.s.Completed == "true" {
+			tr.s.SeenCompleted = true
+		}
+		if tr.s.Phase != "" {
+			tr.s.SeenPhase = tr.s.Phase
+		}
+		if tr.s.FinishedAt != "" {
+			tr.s.SeenFinishedAt = tr.s.FinishedAt
+		}
+	}
+}
+
+func (tr *tracker) get() state {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.s
+}
+
+// waitFor waits until cond holds for the tracked state or timeout passes; it returns the last state.
+func (tr *tracker) waitFor(timeout time.Duration, cond func(state) bool) (state, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		s := tr.get()
+		if cond(s) {
+			return s, true
+		}
+		if time.Now().After(deadline) {
+			return s, false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// taskResultLabels returns the report-outputs-completed label of each of the workflow's task results.
+func taskResultLabels(t *testing.T, ns, wf string) []string {
+	t.Helper()
+	list := &unstructured.UnstructuredList{}
+	list.SetAPIVersion("argoproj.io/v1alpha1")
+	list.SetKind("WorkflowTaskResultList")
+	require.NoError(t, admin.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}))
+	var out []string
+	for _, tr := range list.Items {
+		out = append(out, tr.GetLabels()[webhook.LabelReportOutputsCompleted])
+	}
+	return out
+}
+
+// podsSucceeded reports whether every pod of the workflow has phase Succeeded.
+func podsSucceeded(ctx context.Context, ns, wf string) bool {
+	var pods corev1.PodList
+	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
+		return false
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodSucceeded {
+			return false
+		}
+	}
+	return true
+}
+
+// unstructuredWF is a Workflow as submitted.
+type unstructuredWF = unstructured.Unstructured
