@@ -19,6 +19,10 @@ help: ## Show this help.
 
 ##@ Development
 
+.PHONY: demo
+demo: tools argo-tools ## Show #12985 and the fix: local control plane, Argo v3.5.4, with and without the webhook.
+	go run ./test/demo
+
 .PHONY: build
 build: ## Build the webhook binary into bin/ (static, version from git).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/argo-completion-webhook ./cmd/argo-completion-webhook

@@ -64,7 +64,7 @@ func runVersion(t *testing.T, version string, table *summary) {
 	defer cancel()
 	ns := "e2e-" + strings.ReplaceAll(version, ".", "-")
 	setupNamespace(t, ns)
-	ctrl, err := harness.StartController(ctx, admin, version, controllerKubeconfig, ns, logDir)
+	ctrl, err := harness.StartController(ctx, admin, version, cluster.ControllerKubeconfig, ns, logDir)
 	require.NoError(t, err)
 	defer ctrl.Stop()
 	node := &harness.Node{Admin: admin, Config: adminCfg, Namespace: ns, Executor: harness.ExecutorV354}

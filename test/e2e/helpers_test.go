@@ -11,9 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,19 +20,10 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
-func metaName(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
-
 // setupNamespace creates a namespace whose default service account may act as Argo's executor.
 func setupNamespace(t *testing.T, ns string) {
 	t.Helper()
-	ctx := context.Background()
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metaName(ns)}))
-	require.NoError(t, admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}))
-	require.NoError(t, admin.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "executor", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "executor"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: ns}},
-	}))
+	require.NoError(t, cluster.SetupNamespace(context.Background(), ns))
 }
 
 // submit creates the workflow in testdata/file (generateName) and returns its name.

@@ -5,20 +5,14 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -27,15 +21,12 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
-const controllerUser = "argo-controller"
-
 var (
-	adminCfg             *rest.Config
-	admin                client.Client
-	scheme               = runtime.NewScheme()
-	controllerKubeconfig string
-	hook                 *harness.Webhook
-	logDir               string
+	cluster  *harness.Cluster
+	adminCfg *rest.Config
+	admin    client.Client
+	hook     *harness.Webhook
+	logDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -49,11 +40,6 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	logf.SetLogger(suiteLogger())
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, admissionregistrationv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return 0, err
-		}
-	}
 	for _, v := range harness.ArgoVersions {
 		if _, err := harness.ControllerBinary(v); err != nil {
 			return 0, err
@@ -67,68 +53,25 @@ func run(m *testing.M) (int, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return 0, err
 	}
-	env, cfg, err := controlplane.StartEnv()
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = env.Stop() }()
-	adminCfg = cfg
-	if admin, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		return 0, err
-	}
 	dir, err := os.MkdirTemp("", "acw-e2e-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-
-	// The controller runs as its own user (full rights, as its ClusterRole grants in practice);
-	// the webhook as a user that may only read pods.
-	if controllerKubeconfig, err = userKubeconfig(env, dir, envtest.User{Name: controllerUser, Groups: []string{"system:masters"}}); err != nil {
+	if cluster, err = harness.StartCluster(dir); err != nil {
 		return 0, err
 	}
-	webhookKubeconfig, err := userKubeconfig(env, dir, envtest.User{Name: "argo-completion-webhook"})
-	if err != nil {
-		return 0, err
-	}
-	ctx := context.Background()
-	for _, o := range []client.Object{
-		&rbacv1.ClusterRole{ObjectMeta: metaName("argo-completion-webhook"),
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}}},
-		&rbacv1.ClusterRoleBinding{ObjectMeta: metaName("argo-completion-webhook"),
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "argo-completion-webhook"},
-			Subjects: []rbacv1.Subject{{Kind: "User", Name: "argo-completion-webhook"}}},
-		// Argo's executor Role (manifests/quick-start/base/executor/emissary/executor-role.yaml).
-		&rbacv1.ClusterRole{ObjectMeta: metaName("executor"),
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}}},
-	} {
-		if err := admin.Create(ctx, o); err != nil {
-			return 0, fmt.Errorf("creating %s: %w", o.GetName(), err)
-		}
-	}
-	log := suiteLogger()
+	defer func() { _ = cluster.Stop() }()
+	admin, adminCfg = cluster.Admin, cluster.Config
 	hook, err = harness.StartWebhook(harness.WebhookOptions{
-		Dir: filepath.Join(dir, "webhook"), Kubeconfig: webhookKubeconfig, Mode: webhook.ModeEnforce,
-		ControllerUsernames: []string{controllerUser}, Log: log,
+		Dir: filepath.Join(dir, "webhook"), Kubeconfig: cluster.WebhookKubeconfig, Mode: webhook.ModeEnforce,
+		ControllerUsernames: []string{harness.ControllerUser}, Log: suiteLogger(),
 	})
 	if err != nil {
 		return 0, err
 	}
 	defer hook.Stop()
 	return m.Run(), nil
-}
-
-func userKubeconfig(env *envtest.Environment, dir string, u envtest.User) (string, error) {
-	user, err := env.AddUser(u, nil)
-	if err != nil {
-		return "", err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, u.Name+".kubeconfig")
-	return path, os.WriteFile(path, kc, 0o600)
 }
 
 // suiteLogger discards logs unless TEST_VERBOSE is set.

@@ -94,7 +94,8 @@ func StartController(ctx context.Context, admin client.Client, version, kubeconf
 	// DEFAULT_REQUEUE_TIME (Argo default 10s) only shortens how long the test waits for requeues.
 	cmd.Env = append(os.Environ(), "LEADER_ELECTION_DISABLE=true", "DEFAULT_REQUEUE_TIME=2s")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (so Stop can kill it whole), and killed if this process dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		hold.Close()
