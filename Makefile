@@ -48,7 +48,7 @@ vet: ## go vet, and fail on unformatted files.
 ##@ Test
 
 .PHONY: test
-test: vet tools argo-tools unit integration e2e ## Everything: vet, unit, integration, e2e (builds the tools once).
+test: vet tools argo-tools kustomize unit integration deploy-test e2e ## Everything: vet, unit, integration, deploy, e2e (builds the tools once).
 
 .PHONY: unit
 unit: ## Unit tests: rules, handlers, the in-process TLS server.
@@ -57,6 +57,10 @@ unit: ## Unit tests: rules, handlers, the in-process TLS server.
 .PHONY: integration
 integration: tools ## Integration tests against a real kube-apiserver + etcd.
 	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
+.PHONY: deploy-test
+deploy-test: tools kustomize ## Validate deploy/ on a real API server (dry-run, RBAC, cert-manager hand-off).
+	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/deploy/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 .PHONY: e2e
 e2e: tools argo-tools ## End-to-end: Argo's real workflow-controller (v3.5.4, v3.7.18) with and without the webhook.
@@ -81,3 +85,9 @@ argo-tools: $(BIN)/argo/v3.5.4/workflow-controller $(BIN)/argo/v3.7.18/workflow-
 $(BIN)/argo/%/workflow-controller: test/tools/argo-%/go.mod
 	@echo "building Argo's workflow-controller $* from github.com/argoproj/argo-workflows/v3 (about 3-5 minutes the first time)"
 	cd test/tools/argo-$* && go build -o $@ github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
+
+.PHONY: kustomize
+kustomize: $(BIN)/kustomize ## Build kustomize (renders deploy/ in the deploy tests).
+
+$(BIN)/kustomize: test/tools/kustomize/go.mod
+	cd test/tools/kustomize && go build -o $@ sigs.k8s.io/kustomize/kustomize/v5

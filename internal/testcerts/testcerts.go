@@ -53,9 +53,32 @@ func NewCA() (*CA, error) {
 // valid for hosts (DNS names or IP addresses). Files are written to temporary names and renamed,
 // so a watcher never reads a half-written pair.
 func (ca *CA) WriteServing(dir string, hosts ...string) error {
+	files, err := ca.Serving(hosts...)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"ca.crt", "tls.key", "tls.crt"} {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, files[name], 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Serving returns the files of a kubernetes.io/tls Secret as cert-manager's CA issuer writes
+// them: ca.crt (the CA), tls.crt (the serving certificate followed by the CA, the chain) and
+// tls.key (PKCS#8), for a serving certificate valid for hosts.
+func (ca *CA) Serving(hosts ...string) (map[string][]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("generating serving key: %w", err)
+		return nil, fmt.Errorf("generating serving key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -74,30 +97,18 @@ func (ca *CA) WriteServing(dir string, hosts ...string) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return fmt.Errorf("signing serving certificate: %w", err)
+		return nil, fmt.Errorf("signing serving certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("encoding serving key: %w", err)
+		return nil, fmt.Errorf("encoding serving key: %w", err)
 	}
-	files := map[string][]byte{
+	leaf := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return map[string][]byte{
 		"ca.crt":  ca.PEM,
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.crt": append(leaf, ca.PEM...),
 		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, name := range []string{"ca.crt", "tls.key", "tls.crt"} {
-		tmp := filepath.Join(dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, files[name], 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
+	}, nil
 }
 
 func serial() *big.Int {

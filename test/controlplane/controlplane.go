@@ -69,23 +69,38 @@ func Assets() (string, error) {
 // ArgoModuleDir returns the directory of the pinned github.com/argoproj/argo-workflows/v3 module
 // in the module cache, downloading it through the Go module proxy if needed.
 func ArgoModuleDir(version string) (string, error) {
+	return ModuleDir("argo-"+version, "github.com/argoproj/argo-workflows/v3")
+}
+
+// CertManagerCRDDir returns deploy/crds of the cert-manager module pinned in test/tools/cert-manager.
+func CertManagerCRDDir() (string, error) {
+	dir, err := ModuleDir("cert-manager", "github.com/cert-manager/cert-manager")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "deploy", "crds"), nil
+}
+
+// ModuleDir returns the module-cache directory of module as pinned by the tool module
+// test/tools/<tool>, downloading it through the Go module proxy if needed.
+func ModuleDir(tool, module string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/argoproj/argo-workflows/v3")
-	cmd.Dir = filepath.Join(root, "test", "tools", "argo-"+version)
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Dir = filepath.Join(root, "test", "tools", tool)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go mod download argo-workflows in %s: %w: %s", cmd.Dir, err, stderr.String())
+		return "", fmt.Errorf("go mod download %s in %s: %w: %s", module, cmd.Dir, err, stderr.String())
 	}
 	var mod struct{ Dir, Error string }
 	if err := json.Unmarshal(out.Bytes(), &mod); err != nil {
 		return "", fmt.Errorf("reading go mod download output: %w", err)
 	}
 	if mod.Error != "" || mod.Dir == "" {
-		return "", fmt.Errorf("go mod download argo-workflows: %s", mod.Error)
+		return "", fmt.Errorf("go mod download %s: %s", module, mod.Error)
 	}
 	return mod.Dir, nil
 }
@@ -123,8 +138,9 @@ func Start(t testing.TB) (*envtest.Environment, *rest.Config) {
 	return env, cfg
 }
 
-// StartEnv starts the control plane with Argo's CRDs; the caller stops it.
-func StartEnv() (*envtest.Environment, *rest.Config, error) {
+// StartEnv starts the control plane with Argo's CRDs and any extra CRD files or directories;
+// the caller stops it.
+func StartEnv(extraCRDs ...string) (*envtest.Environment, *rest.Config, error) {
 	assets, err := Assets()
 	if err != nil {
 		return nil, nil, err
@@ -133,6 +149,7 @@ func StartEnv() (*envtest.Environment, *rest.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	crds = append(crds, extraCRDs...)
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
 		CRDDirectoryPaths:        crds,

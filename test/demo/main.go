@@ -91,7 +91,7 @@ func run() error {
 		return err
 	}
 
-	step("starting argo-completion-webhook and registering deploy/mutatingwebhookconfiguration.yaml")
+	step("starting argo-completion-webhook and registering deploy/base/mutatingwebhookconfiguration.yaml")
 	hookLog, err := os.Create(filepath.Join(logDir, "argo-completion-webhook.log"))
 	if err != nil {
 		return err

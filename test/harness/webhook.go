@@ -158,20 +158,20 @@ func RequestsSeries(path string) string {
 	return `controller_runtime_webhook_requests_total{code="200",webhook="` + path + `"}`
 }
 
-// LoadWebhookConfig reads the shipped configuration, deploy/mutatingwebhookconfiguration.yaml.
+// LoadWebhookConfig reads the shipped configuration, deploy/base/mutatingwebhookconfiguration.yaml.
 func LoadWebhookConfig() (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(root, "deploy", "mutatingwebhookconfiguration.yaml"))
+	f, err := os.Open(filepath.Join(root, "deploy", "base", "mutatingwebhookconfiguration.yaml"))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	if err := utilyaml.NewYAMLOrJSONDecoder(f, 4096).Decode(&mwc); err != nil {
-		return nil, fmt.Errorf("decoding deploy/mutatingwebhookconfiguration.yaml: %w", err)
+		return nil, fmt.Errorf("decoding deploy/base/mutatingwebhookconfiguration.yaml: %w", err)
 	}
 	return &mwc, nil
 }
