@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
@@ -60,17 +61,25 @@ type WebhookOptions struct {
 	ControllerUsernames []string
 	// Log receives the webhook's logs.
 	Log logr.Logger
+	// CertDir, when set, is served instead of a fresh certificate, and CAPEM is its CA.
+	CertDir string
+	CAPEM   []byte
+	// RESTConfig, when set, is used instead of Kubeconfig.
+	RESTConfig *rest.Config
 }
 
 // StartWebhook runs webhook.Run and waits until it is ready (TLS serving, pod cache synced).
 func StartWebhook(o WebhookOptions) (*Webhook, error) {
-	ca, err := testcerts.NewCA()
-	if err != nil {
-		return nil, err
-	}
-	certDir := filepath.Join(o.Dir, "certs")
-	if err := ca.WriteServing(certDir, "127.0.0.1"); err != nil {
-		return nil, err
+	certDir, caPEM := o.CertDir, o.CAPEM
+	if certDir == "" {
+		ca, err := testcerts.NewCA()
+		if err != nil {
+			return nil, err
+		}
+		certDir, caPEM = filepath.Join(o.Dir, "certs"), ca.PEM
+		if err := ca.WriteServing(certDir, "127.0.0.1"); err != nil {
+			return nil, err
+		}
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -88,6 +97,7 @@ func StartWebhook(o WebhookOptions) (*Webhook, error) {
 		HealthProbeBindAddress: probes,
 		MetricsBindAddress:     probes,
 		Kubeconfig:             o.Kubeconfig,
+		RESTConfig:             o.RESTConfig,
 		Mode:                   o.Mode,
 		ControllerUsernames:    o.ControllerUsernames,
 		ShutdownDelay:          0,
@@ -98,7 +108,7 @@ func StartWebhook(o WebhookOptions) (*Webhook, error) {
 		URL:     "https://127.0.0.1:" + strconv.Itoa(port),
 		Metrics: "http://" + probes + "/metrics",
 		Probes:  "http://" + probes,
-		CAPEM:   ca.PEM,
+		CAPEM:   caPEM,
 		cancel:  cancel,
 		done:    make(chan error, 1),
 	}
