@@ -1,5 +1,7 @@
 package webhook
 
+import "time"
+
 // A Decision says which completion labels to set, and why, for logs, metrics and warnings.
 type Decision struct {
 	// Set maps label keys to the values to write; empty means "leave the object alone".
@@ -48,6 +50,8 @@ type Container struct {
 	Name string
 	// Terminated is true when status.containerStatuses reports the container terminated.
 	Terminated bool
+	// TerminatedAt is when it terminated (zero when not terminated or not reported).
+	TerminatedAt time.Time
 }
 
 // hasAuxiliary reports whether the pod has a wait or supervisor container: the executor process
@@ -60,6 +64,19 @@ func (p *Pod) hasAuxiliary() bool {
 		}
 	}
 	return false
+}
+
+// executorContainers returns the containers that write the pod's task result: wait/supervisor
+// when the pod has one, main otherwise (resource and data templates).
+func (p *Pod) executorContainers() []Container {
+	aux := p.hasAuxiliary()
+	var out []Container
+	for _, c := range p.Containers {
+		if c.Name == containerWait || c.Name == containerSuperv || (!aux && c.Name == containerMain) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // executorRunning reports whether an executor container of the pod could still write its task

@@ -111,7 +111,9 @@ func PodFacts(pod *corev1.Pod) *Pod {
 		ct := Container{Name: c.Name}
 		for _, s := range pod.Status.ContainerStatuses {
 			if s.Name == c.Name {
-				ct.Terminated = s.State.Terminated != nil
+				if t := s.State.Terminated; t != nil {
+					ct.Terminated, ct.TerminatedAt = true, t.FinishedAt.Time
+				}
 			}
 		}
 		p.Containers = append(p.Containers, ct)

@@ -223,3 +223,12 @@ func decompressNodes(s string) (map[string]Node, error) {
 	}
 	return nodes, nil
 }
+
+// ParseWorkflowStatus reads a Workflow's status as rule B2 and the repair command do: the phase,
+// finishedAt, taskResultsCompletionStatus and the nodes (decoding compressedNodes; NodesUnreadable
+// says why when they are offloaded or corrupt).
+func ParseWorkflowStatus(status []byte) (Workflow, error) {
+	var wf Workflow
+	_, err := readWorkflowStatus(status, &wf)
+	return wf, err
+}

@@ -1,16 +1,22 @@
 // Command argo-completion-webhook serves the mutating admission webhook that completes Argo
-// Workflows task results and workflows stuck by argo-workflows#12985. See the README.
+// Workflows task results and workflows stuck by argo-workflows#12985, and repairs those already
+// stuck (`argo-completion-webhook repair`). See the README.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
@@ -18,7 +24,14 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "repair" {
+		os.Exit(runRepair(os.Args[2:]))
+	}
 	fs := flag.NewFlagSet("argo-completion-webhook", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  argo-completion-webhook [flags]          serve the webhook\n  argo-completion-webhook repair [flags]   complete task results already stuck (see repair --help)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var opts webhook.Options
 	opts.BindFlags(fs)
 	zopts := zap.Options{}
@@ -38,4 +51,26 @@ func main() {
 		log.Error(err, "exiting")
 		os.Exit(1)
 	}
+}
+
+// runRepair runs the repair command and returns its exit code: 0 when the scan completed and
+// every patch succeeded, 1 otherwise, 2 for bad flags.
+func runRepair(args []string) int {
+	fs := flag.NewFlagSet("argo-completion-webhook repair", flag.ContinueOnError)
+	var opts repair.Options
+	opts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := repair.Run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "repair:", err)
+		return 1
+	}
+	return 0
 }

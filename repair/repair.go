@@ -1,0 +1,297 @@
+package repair
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+)
+
+// pageSize bounds each list request, so a cluster with many task results is read in pages.
+const pageSize = 500
+
+// Verdicts of a row.
+const (
+	VerdictRepair   = "repair"   // safe; patched with Apply, reported without
+	VerdictRepaired = "repaired" // patched
+	VerdictSkip     = "skip"     // not safe (yet)
+	VerdictError    = "error"    // the patch failed
+)
+
+// Row is one task result in the report.
+type Row struct {
+	Namespace     string `json:"namespace"`
+	Workflow      string `json:"workflow"`
+	TaskResult    string `json:"taskResult"`
+	WorkflowPhase string `json:"workflowPhase"`
+	Age           string `json:"age"`
+	Verdict       string `json:"verdict"`
+	Reason        string `json:"reason"`
+}
+
+// Summary counts the rows by verdict.
+type Summary struct {
+	Scanned  int `json:"scanned"`
+	Repair   int `json:"repair"`
+	Repaired int `json:"repaired"`
+	Skipped  int `json:"skipped"`
+	Errors   int `json:"errors"`
+}
+
+// Run scans, decides, optionally patches, and writes the report. It returns an error when it
+// could not complete the scan (the report is then not written) or when any patch failed.
+func Run(ctx context.Context, o Options) (Summary, error) {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return Summary{}, err
+	}
+	cfg := o.RESTConfig
+	if cfg == nil {
+		loading := clientcmd.NewDefaultClientConfigLoadingRules()
+		loading.ExplicitPath = o.Kubeconfig
+		var err error
+		if cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, nil).ClientConfig(); err != nil {
+			return Summary{}, fmt.Errorf("loading kubeconfig: %w", err)
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return Summary{}, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return Summary{}, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
+	}
+	r := &run{o: o, c: c, pods: map[string][]corev1.Pod{}, workflows: map[string]*webhook.Workflow{}}
+	rows, err := r.scan(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum := summarize(rows)
+	if err := write(o, rows, sum); err != nil {
+		return sum, err
+	}
+	if sum.Errors > 0 {
+		return sum, fmt.Errorf("%d task result(s) could not be patched", sum.Errors)
+	}
+	return sum, nil
+}
+
+type run struct {
+	o         Options
+	c         client.Client
+	pods      map[string][]corev1.Pod      // namespace/workflow → its pods
+	workflows map[string]*webhook.Workflow // namespace/workflow → status (nil: gone)
+}
+
+// selector selects task results whose label is not "true" (absent or any other value), and the
+// user's selector.
+func (r *run) selector() (labels.Selector, error) {
+	notTrue, err := labels.NewRequirement(webhook.LabelReportOutputsCompleted, selection.NotEquals, []string{"true"})
+	if err != nil {
+		return nil, err
+	}
+	sel := labels.NewSelector().Add(*notTrue)
+	if r.o.Selector != "" {
+		user, err := labels.Parse(r.o.Selector)
+		if err != nil {
+			return nil, fmt.Errorf("--selector: %w", err)
+		}
+		reqs, _ := user.Requirements()
+		sel = sel.Add(reqs...)
+	}
+	return sel, nil
+}
+
+func (r *run) scan(ctx context.Context) ([]Row, error) {
+	sel, err := r.selector()
+	if err != nil {
+		return nil, err
+	}
+	var rows []Row
+	opts := []client.ListOption{client.MatchingLabelsSelector{Selector: sel}, client.Limit(pageSize)}
+	if !r.o.AllNamespaces {
+		opts = append(opts, client.InNamespace(r.o.Namespace))
+	}
+	cont := ""
+	for {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("argoproj.io/v1alpha1")
+		list.SetKind("WorkflowTaskResultList")
+		if err := r.c.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return nil, explain("listing WorkflowTaskResults", err)
+		}
+		for i := range list.Items {
+			row, err := r.handle(ctx, &list.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, row)
+		}
+		fmt.Fprintf(r.o.Err, "scanned %d task result(s) not complete\n", len(rows))
+		if cont = list.GetContinue(); cont == "" {
+			return rows, nil
+		}
+	}
+}
+
+// handle decides one task result and, with Apply, patches it. A resourceVersion conflict (a
+// concurrent write) re-reads the object and decides again, once.
+func (r *run) handle(ctx context.Context, tr *unstructured.Unstructured) (Row, error) {
+	for attempt := 0; ; attempt++ {
+		row, decision, err := r.decide(ctx, tr)
+		if err != nil || !decision.Mutates() || !r.o.Apply {
+			return row, err
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+			"labels":          decision.Set,
+			"resourceVersion": tr.GetResourceVersion(), // precondition: never overwrite a concurrent write
+		}})
+		err = r.c.Patch(ctx, tr, client.RawPatch(types.MergePatchType, patch))
+		switch {
+		case err == nil:
+			row.Verdict = VerdictRepaired
+			return row, nil
+		case apierrors.IsConflict(err) && attempt == 0:
+			if err := r.c.Get(ctx, client.ObjectKeyFromObject(tr), tr); err != nil {
+				row.Verdict, row.Reason = VerdictError, "re-reading after a concurrent write: "+err.Error()
+				return row, nil
+			}
+			continue
+		default:
+			row.Verdict, row.Reason = VerdictError, err.Error()
+			return row, nil
+		}
+	}
+}
+
+func (r *run) decide(ctx context.Context, tr *unstructured.Unstructured) (Row, webhook.Decision, error) {
+	ns, wfName := tr.GetNamespace(), tr.GetLabels()[webhook.LabelWorkflow]
+	now := r.o.Now()
+	row := Row{Namespace: ns, Workflow: wfName, TaskResult: tr.GetName(), WorkflowPhase: "-",
+		Age: now.Sub(tr.GetCreationTimestamp().Time).Round(time.Second).String()}
+	in := webhook.StuckTaskResult{Name: tr.GetName(), Labels: tr.GetLabels(), Created: tr.GetCreationTimestamp().Time}
+	var pod *webhook.Pod
+	if wfName != "" {
+		wf, err := r.workflow(ctx, ns, wfName)
+		if err != nil {
+			return row, webhook.Decision{}, err
+		}
+		if wf != nil {
+			row.WorkflowPhase = wf.Phase
+			if n, ok := wf.Nodes[tr.GetName()]; ok && n.FinishedAt != "" {
+				if t, err := time.Parse(time.RFC3339, n.FinishedAt); err == nil {
+					in.NodeFinishedAt = t
+				}
+			}
+		} else {
+			row.WorkflowPhase = "(deleted)"
+		}
+		pods, err := r.podsOf(ctx, ns, wfName)
+		if err != nil {
+			return row, webhook.Decision{}, err
+		}
+		for i := range pods {
+			if pods[i].Annotations[webhook.AnnotationNodeID] == tr.GetName() {
+				pod = webhook.PodFacts(&pods[i])
+			}
+		}
+	}
+	d := webhook.DecideStuckTaskResult(in, pod, now, webhook.RepairGrace{Pod: r.o.PodGrace, Orphan: r.o.OrphanGrace})
+	row.Reason = d.Reason
+	row.Verdict = VerdictSkip
+	if d.Mutates() {
+		row.Verdict = VerdictRepair
+	}
+	return row, d, nil
+}
+
+// workflow returns the status of ns/name, or nil when the workflow is gone.
+func (r *run) workflow(ctx context.Context, ns, name string) (*webhook.Workflow, error) {
+	key := ns + "/" + name
+	if wf, ok := r.workflows[key]; ok {
+		return wf, nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("argoproj.io/v1alpha1")
+	u.SetKind("Workflow")
+	err := r.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.workflows[key] = nil
+		return nil, nil
+	case err != nil:
+		return nil, explain("reading Workflow "+key, err)
+	}
+	raw, err := json.Marshal(u.Object["status"])
+	if err != nil {
+		return nil, err
+	}
+	wf, err := webhook.ParseWorkflowStatus(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading Workflow %s: %w", key, err)
+	}
+	r.workflows[key] = &wf
+	return &wf, nil
+}
+
+func (r *run) podsOf(ctx context.Context, ns, wf string) ([]corev1.Pod, error) {
+	key := ns + "/" + wf
+	if pods, ok := r.pods[key]; ok {
+		return pods, nil
+	}
+	var list corev1.PodList
+	if err := r.c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil {
+		return nil, explain("listing pods of workflow "+key, err)
+	}
+	r.pods[key] = list.Items
+	return list.Items, nil
+}
+
+// explain turns API errors into one-line messages that say what to do.
+func explain(what string, err error) error {
+	var urlErr *url.Error
+	switch {
+	case apimeta.IsNoMatchError(err):
+		return fmt.Errorf("%s: the API server has no argoproj.io/v1alpha1 WorkflowTaskResult or Workflow (is Argo Workflows installed?): %w", what, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("%s: forbidden: the repair needs get/list on workflows, workflowtaskresults and pods, and patch on workflowtaskresults (deploy/base/repair-cronjob.yaml): %w", what, err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("%s: unauthorized: check the kubeconfig's credentials: %w", what, err)
+	case errors.As(err, &urlErr):
+		return fmt.Errorf("%s: cannot reach the API server: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func summarize(rows []Row) Summary {
+	s := Summary{Scanned: len(rows)}
+	for _, r := range rows {
+		switch r.Verdict {
+		case VerdictRepair:
+			s.Repair++
+		case VerdictRepaired:
+			s.Repaired++
+		case VerdictSkip:
+			s.Skipped++
+		case VerdictError:
+			s.Errors++
+		}
+	}
+	return s
+}
