@@ -155,6 +155,9 @@ func (r *run) scan(ctx context.Context) ([]Row, error) {
 func (r *run) handle(ctx context.Context, tr *unstructured.Unstructured) (Row, error) {
 	for attempt := 0; ; attempt++ {
 		row, decision, err := r.decide(ctx, tr)
+		if attempt > 0 {
+			row.Reason = "re-decided after a concurrent write: " + row.Reason
+		}
 		if err != nil || !decision.Mutates() || !r.o.Apply {
 			return row, err
 		}
@@ -168,6 +171,7 @@ func (r *run) handle(ctx context.Context, tr *unstructured.Unstructured) (Row, e
 			row.Verdict = VerdictRepaired
 			return row, nil
 		case apierrors.IsConflict(err) && attempt == 0:
+			delete(r.pods, tr.GetNamespace()+"/"+tr.GetLabels()[webhook.LabelWorkflow])
 			if err := r.c.Get(ctx, client.ObjectKeyFromObject(tr), tr); err != nil {
 				row.Verdict, row.Reason = VerdictError, "re-reading after a concurrent write: "+err.Error()
 				return row, nil

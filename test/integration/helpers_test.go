@@ -164,3 +164,5 @@ func mergePatch(t *testing.T, c client.Client, ns string, n node, patch string) 
 	u.SetName(n.id)
 	require.NoError(t, c.Patch(context.Background(), u, client.RawPatch(types.MergePatchType, []byte(patch))))
 }
+
+func clientKey(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }

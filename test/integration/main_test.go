@@ -162,3 +162,8 @@ func suiteLogger() logr.Logger {
 	}
 	return logr.Discard()
 }
+
+// unregister removes the webhook configuration; registerEnforce restores the suite's server.
+func unregister(ctx context.Context) error { return harness.Unregister(ctx, admin) }
+
+func registerEnforce(ctx context.Context) error { return harness.Register(ctx, admin, enforce, argoNS) }
