@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 )
 
@@ -43,9 +45,9 @@ func (s *summary) String() string {
 		return strings.Join(s.rows[i][:], "|") < strings.Join(s.rows[j][:], "|")
 	})
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %-8s %-34s %s\n", "argo", "webhook", "scenario", "outcome")
+	fmt.Fprintf(&b, "%-8s %-8s %-44s %s\n", "argo", "webhook", "scenario", "outcome")
 	for _, r := range s.rows {
-		fmt.Fprintf(&b, "%-8s %-8s %-34s %s\n", r[0], r[1], r[2], r[3])
+		fmt.Fprintf(&b, "%-8s %-8s %-44s %s\n", r[0], r[1], r[2], r[3])
 	}
 	return b.String()
 }
@@ -81,6 +83,20 @@ func runVersion(t *testing.T, version string, table *summary) {
 		require.NoError(t, harness.Unregister(ctx, admin))
 		stuck := map[string]string{"resource outputs (#12985)": "resource-outputs.yaml", "data outputs": "data-outputs.yaml"}
 		stuckTrackers := map[string]*tracker{}
+		// Deferred first, so it runs last: once the stuck shapes are proven, `repair --apply`
+		// completes them (the webhook still off) and Argo's own controller finishes the job.
+		defer t.Run("repair --apply of the stuck workflows", func(t *testing.T) {
+			var out bytes.Buffer
+			// The simulated pods finished moments ago; the clock is moved past the 2m pod grace.
+			sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true,
+				Now: func() time.Time { return time.Now().Add(repair.DefaultPodGrace + time.Second) }, Out: &out, Err: &bytes.Buffer{}})
+			require.NoError(t, err, out.String())
+			assert.Equal(t, len(stuck), sum.Repaired, out.String())
+			for scenario, tr := range stuckTrackers {
+				outcome := assertCompletedAndDeleted(t, tr, "Succeeded")
+				table.add(version, "off", scenario+" + repair --apply", outcome)
+			}
+		})
 		for scenario, file := range stuck {
 			name := submit(t, ns, file)
 			stuckTrackers[scenario] = track(ctx, ns, name)
