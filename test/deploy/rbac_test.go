@@ -1,8 +1,10 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -82,4 +85,36 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	assert.True(t, apierrors.IsForbidden(sa.Update(ctx, tr2)), "writing a task result is refused")
 	var pods corev1.PodList
 	assert.NoError(t, sa.List(ctx, &pods, client.InNamespace("rbac")), "listing pods is allowed")
+}
+
+func TestRepairWorksWithExactlyTheDeployedRBAC(t *testing.T) {
+	applyRBAC(t)
+	ctx := context.Background()
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "repair-rbac"}}))
+	tr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+		"metadata": map[string]any{"name": "wf-1", "namespace": "repair-rbac", "labels": map[string]any{
+			webhook.LabelWorkflow: "wf", webhook.LabelReportOutputsCompleted: "false"}},
+		"outputs": map[string]any{},
+	}}
+	require.NoError(t, admin.Create(ctx, tr))
+
+	cfg := rest.CopyConfig(adminCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:argo-completion-webhook:argo-completion-repair",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:argo-completion-webhook", "system:authenticated"}}
+	var out bytes.Buffer
+	// The pod is gone and the result is new: the clock is moved past the 10m orphan grace.
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, AllNamespaces: true, Apply: true,
+		Now: func() time.Time { return time.Now().Add(repair.DefaultOrphanGrace + time.Minute) }, Out: &out, Err: &bytes.Buffer{}})
+	require.NoError(t, err, "the repair runs as its deployed service account: %s", out.String())
+	assert.Equal(t, 1, sum.Repaired, out.String())
+
+	sa, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
+	require.NoError(t, err)
+	wf := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "wf", "namespace": "repair-rbac"}, "spec": map[string]any{}}}
+	assert.True(t, apierrors.IsForbidden(sa.Create(ctx, wf)), "writing a Workflow is refused")
+	var secrets corev1.SecretList
+	assert.True(t, apierrors.IsForbidden(sa.List(ctx, &secrets, client.InNamespace("argo-completion-webhook"))), "reading Secrets is refused")
+	assert.True(t, apierrors.IsForbidden(sa.Delete(ctx, tr)), "deleting a task result is refused")
 }
