@@ -66,6 +66,14 @@ deploy-test: tools kustomize ## Validate deploy/ on a real API server (dry-run, 
 e2e: tools argo-tools ## End-to-end: Argo's real workflow-controller (v3.5.4, v3.7.18) with and without the webhook.
 	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 30m ./test/e2e/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
+##@ Performance
+
+BENCH_TIME ?= 1s
+.PHONY: bench
+bench: ## Benchmarks: floor (json.Valid), typical (controller-runtime defaulter) and ours on the same bytes, one core.
+	@mkdir -p .work
+	go test -run '^$$' -bench BenchmarkReview -benchmem -cpu 1 -benchtime $(BENCH_TIME) -count 1 ./webhook/ | tee .work/bench.txt | go run ./test/benchtable
+
 ##@ Tools (built once into bin/, reused)
 
 .PHONY: tools

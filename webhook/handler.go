@@ -187,11 +187,11 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if req.Operation != opUpdate {
 		return outcome{Decision: noDecision("operation " + req.Operation + " is never mutated")}, nil
 	}
-	var head workflowHead
-	if err := json.Unmarshal(req.Object, &head); err != nil {
+	head, err := readWorkflowHead(req.Object)
+	if err != nil {
 		return outcome{}, fmt.Errorf("request.object is not a Workflow: %w", err)
 	}
-	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, Labels: head.Metadata.Labels}
+	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, Labels: head.Labels}
 	cfg := h.opts.Workflow
 	if d, ok := PrecheckWorkflowLabels(wf, cfg); !ok {
 		return outcome{Decision: d}, nil
@@ -211,7 +211,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	defer cancel()
 	pods := make(map[string]*Pod, len(incomplete))
 	for _, id := range incomplete {
-		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Metadata.Name, id)
+		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Name, id)
 		if err != nil {
 			lookupErrorsTotal.Inc()
 			h.opts.Log.Error(err, "pod lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", id)
@@ -223,7 +223,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if !d.Mutates() {
 		return outcome{Decision: d}, nil
 	}
-	ops := append(labelOperations(head.Metadata.Labels, d.Set), statusOperations(st, d.Status)...)
+	ops := append(labelOperations(head.Labels, d.Set), statusOperations(st, d.Status)...)
 	return outcome{Decision: d, ops: ops}, nil
 }
 

@@ -47,21 +47,119 @@ type reviewRequest struct {
 	OldObject json.RawMessage `json:"oldObject"`
 }
 
-// decodeReview reads an AdmissionReview and checks its envelope. Its errors name what was wrong.
+// decodeReview reads an AdmissionReview in one pass, keeping object and oldObject as raw
+// sub-slices of body. Its errors name what was wrong.
 func decodeReview(body []byte) (*review, error) {
-	var r review
-	if err := json.Unmarshal(body, &r); err != nil {
+	r, err := scanReview(body)
+	if err != nil {
 		return nil, fmt.Errorf("body is not an AdmissionReview: %w", err)
 	}
 	switch {
 	case r.APIVersion != "admission.k8s.io/v1" || r.Kind != "AdmissionReview":
-		return &r, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got %q %q", r.APIVersion, r.Kind)
+		return r, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got %q %q", r.APIVersion, r.Kind)
 	case r.Request == nil:
-		return &r, errors.New("AdmissionReview has no request")
+		return r, errors.New("AdmissionReview has no request")
 	case r.Request.UID == "":
-		return &r, errors.New("AdmissionReview request has no uid")
+		return r, errors.New("AdmissionReview request has no uid")
 	}
-	return &r, nil
+	return r, nil
+}
+
+func scanReview(body []byte) (*review, error) {
+	s := &scanner{data: body}
+	r := &review{}
+	err := s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "apiVersion":
+			r.APIVersion, err = s.str()
+		case "kind":
+			r.Kind, err = s.str()
+		case "request":
+			if s.peek() == 'n' {
+				return s.literal("null")
+			}
+			r.Request = &reviewRequest{}
+			err = scanRequest(s, r.Request)
+		default:
+			_, err = s.skip()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, s.end()
+}
+
+func scanRequest(s *scanner, req *reviewRequest) error {
+	return s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "uid":
+			req.UID, err = s.str()
+		case "kind":
+			err = s.object(func(k []byte) error {
+				var err error
+				switch string(k) {
+				case "group":
+					req.Kind.Group, err = s.str()
+				case "version":
+					req.Kind.Version, err = s.str()
+				case "kind":
+					req.Kind.Kind, err = s.str()
+				default:
+					_, err = s.skip()
+				}
+				return err
+			})
+		case "namespace":
+			req.Namespace, err = s.str()
+		case "name":
+			req.Name, err = s.str()
+		case "operation":
+			req.Operation, err = s.str()
+		case "userInfo":
+			err = s.object(func(k []byte) error {
+				switch string(k) {
+				case "username":
+					var err error
+					req.UserInfo.Username, err = s.str()
+					return err
+				case "extra":
+					return s.object(func(extra []byte) error {
+						if string(extra) != ExtraPodName {
+							_, err := s.skip()
+							return err
+						}
+						var values []string
+						err := s.array(func() error {
+							v, err := s.str()
+							values = append(values, v)
+							return err
+						})
+						req.UserInfo.Extra = map[string][]string{ExtraPodName: values}
+						return err
+					})
+				}
+				_, err := s.skip()
+				return err
+			})
+		case "dryRun":
+			var v, ok bool
+			v, ok, err = s.boolean()
+			if ok {
+				req.DryRun = &v
+			}
+		case "object":
+			req.Object, err = s.skip()
+		case "oldObject":
+			req.OldObject, err = s.skip()
+		default:
+			_, err = s.skip()
+		}
+		return err
+	})
 }
 
 // writerPod returns the pod name a bound service-account token names, or "".
@@ -137,23 +235,52 @@ func present(raw json.RawMessage) json.RawMessage {
 }
 
 // workflowHead is what rule B2's label checks read of a Workflow: enough to decide most requests
-// without decoding status.
+// without reading status, which is kept raw.
 type workflowHead struct {
-	Metadata objectMeta      `json:"metadata"`
-	Status   json.RawMessage `json:"status"`
+	Name   string
+	Labels map[string]string
+	Status json.RawMessage
 }
 
-// workflowStatus is the part of a Workflow's status rule B2 reads, and what building its patch
-// needs to know (which keys exist, where the Completed condition is).
+// readWorkflowHead reads a Workflow's name and labels and finds (without reading) its status.
+func readWorkflowHead(raw []byte) (workflowHead, error) {
+	var h workflowHead
+	s := &scanner{data: raw}
+	err := s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "metadata":
+			err = s.object(func(k []byte) error {
+				var err error
+				switch string(k) {
+				case "name":
+					h.Name, err = s.str()
+				case "labels":
+					h.Labels, err = s.stringMap()
+				default:
+					_, err = s.skip()
+				}
+				return err
+			})
+		case "status":
+			h.Status, err = s.skip()
+		default:
+			_, err = s.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = s.end()
+	}
+	return h, err
+}
+
+// workflowStatus is what building rule B2's patch needs to know of the status: which keys exist
+// and where the Completed condition is.
 type workflowStatus struct {
-	Phase                       string            `json:"phase"`
-	FinishedAt                  json.RawMessage   `json:"finishedAt"`
-	Conditions                  json.RawMessage   `json:"conditions"`
-	Nodes                       map[string]Node   `json:"nodes"`
-	CompressedNodes             string            `json:"compressedNodes"`
-	OffloadNodeStatusVersion    string            `json:"offloadNodeStatusVersion"`
-	TaskResultsCompletionStatus map[string]bool   `json:"taskResultsCompletionStatus"`
-	conditions                  []statusCondition `json:"-"`
+	FinishedAt json.RawMessage // raw value; nil when the key is absent
+	Conditions json.RawMessage // raw value; nil when the key is absent
+	conditions []statusCondition
 }
 
 // statusCondition is one entry of status.conditions.
@@ -162,34 +289,76 @@ type statusCondition struct {
 	Status string `json:"status"`
 }
 
-// readWorkflowStatus decodes status and fills the rule input's status fields.
+// readWorkflowStatus reads status and fills the rule input's status fields.
 func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, error) {
 	st := &workflowStatus{}
+	var compressed, offloaded string
 	if raw = present(raw); raw != nil {
-		if err := json.Unmarshal(raw, st); err != nil {
+		s := &scanner{data: raw}
+		err := s.object(func(key []byte) error {
+			var err error
+			switch string(key) {
+			case "phase":
+				wf.Phase, _, err = s.nullableStr()
+			case "finishedAt":
+				begin := s.pos
+				wf.FinishedAt, _, err = s.nullableStr()
+				st.FinishedAt = bytes.TrimSpace(s.data[begin:s.pos])
+			case "conditions":
+				begin := s.pos
+				err = s.array(func() error {
+					var c statusCondition
+					err := s.object(func(k []byte) error {
+						var err error
+						switch string(k) {
+						case "type":
+							c.Type, err = s.str()
+						case "status":
+							c.Status, err = s.str()
+						default:
+							_, err = s.skip()
+						}
+						return err
+					})
+					st.conditions = append(st.conditions, c)
+					return err
+				})
+				st.Conditions = bytes.TrimSpace(s.data[begin:s.pos])
+			case "nodes":
+				wf.Nodes, err = scanNodes(s)
+			case "compressedNodes":
+				compressed, _, err = s.nullableStr()
+			case "offloadNodeStatusVersion":
+				offloaded, _, err = s.nullableStr()
+			case "taskResultsCompletionStatus":
+				err = s.object(func(k []byte) error {
+					v, _, err := s.boolean()
+					if wf.TaskResultsCompletion == nil {
+						wf.TaskResultsCompletion = map[string]bool{}
+					}
+					wf.TaskResultsCompletion[string(k)] = v
+					return err
+				})
+			default:
+				_, err = s.skip()
+			}
+			return err
+		})
+		if err == nil {
+			err = s.end()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("request.object.status is not a Workflow status: %w", err)
 		}
 	}
-	if c := present(st.Conditions); c != nil {
-		if err := json.Unmarshal(c, &st.conditions); err != nil {
-			return nil, fmt.Errorf("request.object.status.conditions: %w", err)
-		}
+	if string(st.Conditions) == "null" {
+		st.Conditions = nil
 	}
-	var finishedAt string
-	if f := present(st.FinishedAt); f != nil {
-		if err := json.Unmarshal(f, &finishedAt); err != nil {
-			return nil, fmt.Errorf("request.object.status.finishedAt: %w", err)
-		}
-	}
-	wf.Phase = st.Phase
-	wf.FinishedAt = finishedAt
-	wf.TaskResultsCompletion = st.TaskResultsCompletionStatus
-	wf.Nodes = st.Nodes
 	switch {
-	case st.OffloadNodeStatusVersion != "":
-		wf.NodesUnreadable = "offloaded to the persistence database (offloadNodeStatusVersion " + st.OffloadNodeStatusVersion + ")"
-	case st.CompressedNodes != "":
-		nodes, err := decompressNodes(st.CompressedNodes)
+	case offloaded != "":
+		wf.NodesUnreadable = "offloaded to the persistence database (offloadNodeStatusVersion " + offloaded + ")"
+	case compressed != "":
+		nodes, err := decompressNodes(compressed)
 		if err != nil {
 			wf.NodesUnreadable = "compressedNodes: " + err.Error()
 		} else {
@@ -197,6 +366,40 @@ func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, err
 		}
 	}
 	return st, nil
+}
+
+// scanNodes reads status.nodes: for each node only type, phase, finishedAt, daemoned and
+// taskResultSynced.
+func scanNodes(s *scanner) (map[string]Node, error) {
+	nodes := map[string]Node{}
+	err := s.object(func(id []byte) error {
+		var n Node
+		err := s.object(func(k []byte) error {
+			var err error
+			switch string(k) {
+			case "type":
+				n.Type, _, err = s.nullableStr()
+			case "phase":
+				n.Phase, _, err = s.nullableStr()
+			case "finishedAt":
+				n.FinishedAt, _, err = s.nullableStr()
+			case "daemoned":
+				n.Daemoned, _, err = s.boolean()
+			case "taskResultSynced":
+				var v, ok bool
+				v, ok, err = s.boolean()
+				if ok {
+					n.TaskResultSynced = &v
+				}
+			default:
+				_, err = s.skip()
+			}
+			return err
+		})
+		nodes[string(id)] = n
+		return err
+	})
+	return nodes, err
 }
 
 // decompressNodes decodes status.compressedNodes (base64 of gzip of the nodes map, Argo's
@@ -217,8 +420,12 @@ func decompressNodes(s string) (map[string]Node, error) {
 	if len(data) > maxNodesBytes {
 		return nil, fmt.Errorf("more than %d bytes uncompressed", maxNodesBytes)
 	}
-	var nodes map[string]Node
-	if err := json.Unmarshal(data, &nodes); err != nil {
+	sc := &scanner{data: data}
+	nodes, err := scanNodes(sc)
+	if err == nil {
+		err = sc.end()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("not a nodes map: %w", err)
 	}
 	return nodes, nil

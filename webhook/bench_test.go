@@ -1,0 +1,218 @@
+package webhook
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// benchNode is one realistic status.nodes entry of a Pod node (~600 bytes): what the controller
+// writes for a finished step of a large fan-out.
+func benchNode(wf string, i int) map[string]any {
+	id := fmt.Sprintf("%s-%d", wf, 1000000000+i*7919)
+	return map[string]any{
+		"id": id, "name": fmt.Sprintf("%s[0].fanout(%d:item-%d)", wf, i, i), "displayName": fmt.Sprintf("fanout(%d:item-%d)", i, i),
+		"type": "Pod", "templateName": "process", "templateScope": "local/" + wf, "phase": "Succeeded",
+		"boundaryID": wf, "startedAt": "2024-04-26T10:50:27Z", "finishedAt": fmt.Sprintf("2024-04-26T10:%02d:%02dZ", 51+i/60%8, i%60),
+		"progress": "1/1", "resourcesDuration": map[string]any{"cpu": 3, "memory": 27},
+		"inputs":   map[string]any{"parameters": []any{map[string]any{"name": "item", "value": fmt.Sprintf("item-%d", i)}}},
+		"outputs":  map[string]any{"parameters": []any{map[string]any{"name": "result", "value": fmt.Sprintf("s3://bucket/results/%d.json", i)}}, "exitCode": "0"},
+		"children": []any{}, "hostNodeName": fmt.Sprintf("ip-10-0-%d-%d.ec2.internal", i%255, i%7),
+	}
+}
+
+// benchWorkflow builds a Workflow with n Pod nodes (plus the root), in the v3.5.4 stuck shape
+// when stuck (else Running), its nodes compressed when compressed.
+func benchWorkflow(n int, stuck, compressed bool) map[string]any {
+	const wf = "fanout-x7k2p"
+	nodes := map[string]any{wf: map[string]any{"id": wf, "name": wf, "type": "Steps", "phase": "Succeeded", "finishedAt": "2024-04-26T10:59:59Z"}}
+	done := map[string]any{}
+	for i := range n {
+		nd := benchNode(wf, i)
+		nodes[nd["id"].(string)] = nd
+		done[nd["id"].(string)] = true
+	}
+	phase := "Running"
+	if stuck {
+		phase = "Succeeded"
+		for id := range done {
+			done[id] = false // every result incomplete: the worst case, one pod lookup each
+			break
+		}
+	}
+	status := map[string]any{
+		"phase": phase, "startedAt": "2024-04-26T10:50:27Z", "finishedAt": nil, "progress": fmt.Sprintf("%d/%d", n, n),
+		"conditions": []any{map[string]any{"type": "PodRunning", "status": "False"}},
+		"nodes":      nodes, "taskResultsCompletionStatus": done,
+		"storedTemplates": map[string]any{"namespaced/fanout/process": map[string]any{"name": "process", "container": map[string]any{"image": "alpine:3.20", "command": []any{"sh", "-c"}, "args": []any{"process {{inputs.parameters.item}}"}}}},
+	}
+	if compressed {
+		raw, _ := json.Marshal(nodes)
+		var buf bytes.Buffer
+		zw := gzipWriter(&buf)
+		_, _ = zw.Write(raw)
+		_ = zw.Close()
+		status["compressedNodes"] = base64Encode(buf.Bytes())
+		delete(status, "nodes")
+	}
+	return map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": wf, "namespace": "argo", "uid": "6c14e28b-1c31-4bd5-a10b-f4799971448f", "resourceVersion": "123456",
+			"labels":      map[string]any{LabelCompleted: "false", LabelPhase: phase, "workflows.argoproj.io/creator": "system-serviceaccount-argo-argo"},
+			"annotations": map[string]any{"workflows.argoproj.io/pod-name-format": "v2"}},
+		"spec":   map[string]any{"entrypoint": "main", "arguments": map[string]any{}, "templates": []any{map[string]any{"name": "main", "steps": []any{}}}},
+		"status": status,
+	}
+}
+
+// benchReview builds the AdmissionReview body of an UPDATE (object and oldObject).
+func benchReview(kind string, object map[string]any, old map[string]any) []byte {
+	req := map[string]any{
+		"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "kind": map[string]any{"group": "argoproj.io", "version": "v1alpha1", "kind": kind},
+		"resource":  map[string]any{"group": "argoproj.io", "version": "v1alpha1", "resource": "workflows"},
+		"namespace": "argo", "name": "fanout-x7k2p", "operation": "UPDATE",
+		"userInfo": map[string]any{"username": controllerSA, "groups": []any{"system:serviceaccounts", "system:authenticated"}},
+		"object":   object, "oldObject": old, "dryRun": false, "options": map[string]any{"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
+	}
+	if old == nil {
+		req["operation"] = "CREATE"
+		delete(req, "oldObject")
+	}
+	b, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+	return b
+}
+
+type benchCase struct {
+	name string
+	path string
+	body []byte
+}
+
+func benchCases() []benchCase {
+	tr := taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"})
+	params := []any{}
+	for i := range 40 {
+		params = append(params, map[string]any{"name": fmt.Sprintf("param-%d", i), "value": fmt.Sprintf("value-%d-%0100d", i, i)})
+	}
+	tr["outputs"] = map[string]any{"parameters": params}
+	wf := func(n int, stuck, compressed bool) []byte {
+		return benchReview("Workflow", benchWorkflow(n, stuck, compressed), benchWorkflow(n, stuck, compressed))
+	}
+	return []benchCase{
+		{"taskresult-5KB", TaskResultPath, benchReview("WorkflowTaskResult", tr, nil)},
+		{"workflow-5KB", WorkflowPath, wf(2, true, false)},
+		{"workflow-125KB", WorkflowPath, wf(110, true, false)},
+		{"workflow-1.1MB", WorkflowPath, wf(1700, true, false)},
+		{"workflow-1.1MB-labels-only", WorkflowPath, wf(1700, false, false)},
+		{"workflow-1.1MB-compressed", WorkflowPath, wf(1700, true, true)},
+	}
+}
+
+// typicalHandler is the kubebuilder-default way: controller-runtime's admission.Webhook decodes
+// the review, a defaulter-style handler decodes the whole object, sets the label, re-marshals it
+// and diffs the documents (PatchResponseFromRaw).
+func typicalHandler() http.Handler {
+	return &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(req.Object.Raw); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		labels := obj.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		key := LabelCompleted
+		if req.Kind.Kind == "WorkflowTaskResult" {
+			key = LabelReportOutputsCompleted
+		}
+		labels[key] = "true"
+		obj.SetLabels(labels)
+		raw, err := obj.MarshalJSON()
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	})}
+}
+
+// BenchmarkReview measures the full request path (body in → AdmissionReview out) for the same
+// bytes three ways: floor (json.Valid over the body: any reader that looks at every byte pays at
+// least this), typical (typicalHandler) and ours (the real handler). Run by `make bench`.
+func BenchmarkReview(b *testing.B) {
+	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	opts := HandlerOptions{Pods: pods, Log: logr.Discard(), Workflow: WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
+	ours := map[string]http.Handler{TaskResultPath: NewTaskResultHandler(opts), WorkflowPath: NewWorkflowHandler(opts)}
+	typical := typicalHandler()
+	for _, bc := range benchCases() {
+		serve := func(b *testing.B, h http.Handler) {
+			b.SetBytes(int64(len(bc.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, bc.path, bytes.NewReader(bc.body)))
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+				}
+			}
+		}
+		b.Run(bc.name+"/floor", func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				body, _ := io.ReadAll(bytes.NewReader(bc.body))
+				if !json.Valid(body) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+		b.Run(bc.name+"/typical", func(b *testing.B) { serve(b, typical) })
+		b.Run(bc.name+"/ours", func(b *testing.B) { serve(b, ours[bc.path]) })
+	}
+}
+
+// TestBenchCasesDecideAsIntended pins what each benchmark measures: the stuck shapes get the full
+// B2 patch, the labels-only shape none, the task result A1.
+func TestBenchCasesDecideAsIntended(t *testing.T) {
+	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	opts := HandlerOptions{Pods: pods, Log: logr.Discard(), Workflow: WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
+	for _, bc := range benchCases() {
+		t.Run(bc.name, func(t *testing.T) {
+			h := NewWorkflowHandler(opts)
+			if bc.path == TaskResultPath {
+				h = NewTaskResultHandler(opts)
+			}
+			_, resp := serveReview(t, h, bc.body)
+			ops := patchOf(t, resp)
+			switch bc.name {
+			case "workflow-1.1MB-labels-only":
+				if len(ops) != 0 {
+					t.Fatalf("labels-only case patched: %v", ops)
+				}
+			case "taskresult-5KB":
+				if len(ops) != 1 {
+					t.Fatalf("want one operation, got %v", ops)
+				}
+			default:
+				if len(ops) != 4 {
+					t.Fatalf("want the 4 B2 operations, got %v", ops)
+				}
+			}
+			t.Logf("%s: %d bytes", bc.name, len(bc.body))
+		})
+	}
+}
+
+func gzipWriter(w io.Writer) *gzip.Writer { return gzip.NewWriter(w) }
+
+func base64Encode(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
