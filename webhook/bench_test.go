@@ -160,9 +160,11 @@ func BenchmarkReview(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, bc.path, bytes.NewReader(bc.body)))
-				if rec.Code != http.StatusOK {
-					b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+				req := httptest.NewRequest(http.MethodPost, bc.path, bytes.NewReader(bc.body))
+				req.Header.Set("Content-Type", "application/json") // as the API server sends it
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK || bytes.Contains(rec.Body.Bytes(), []byte(`"code":4`)) || bytes.Contains(rec.Body.Bytes(), []byte(`"code":5`)) {
+					b.Fatalf("status %d: %.300s", rec.Code, rec.Body.String())
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // maxBodyBytes caps an AdmissionReview body. It is controller-runtime's own cap for admission
@@ -170,60 +171,83 @@ func (r *reviewRequest) writerPod() string {
 	return ""
 }
 
-// objectMeta is the part of metadata the rules read.
-type objectMeta struct {
-	Name            string            `json:"name"`
-	Labels          map[string]string `json:"labels"`
-	OwnerReferences []struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		UID        string `json:"uid"`
-	} `json:"ownerReferences"`
-}
-
-// workflowUID returns the UID of the Workflow owner reference, or "".
-func (m *objectMeta) workflowUID() string {
-	for _, o := range m.OwnerReferences {
-		if o.Kind == "Workflow" && bytes.HasPrefix([]byte(o.APIVersion), []byte("argoproj.io/")) {
-			return o.UID
-		}
-	}
-	return ""
-}
-
-// taskResultObject is the part of a WorkflowTaskResult the A rules read.
-type taskResultObject struct {
-	Metadata objectMeta      `json:"metadata"`
-	Outputs  json.RawMessage `json:"outputs"`
-}
-
-// readTaskResult builds the rule input from a task result request.
+// readTaskResult builds the rule input from a task result request, reading only metadata.name,
+// labels, the Workflow owner's UID and the raw outputs of object (and oldObject's outputs).
 func readTaskResult(req *reviewRequest) (TaskResult, map[string]string, error) {
-	var obj taskResultObject
-	if err := json.Unmarshal(req.Object, &obj); err != nil {
+	tr := TaskResult{Operation: req.Operation, WriterPod: req.writerPod()}
+	s := &scanner{data: req.Object}
+	err := s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "metadata":
+			err = s.object(func(k []byte) error {
+				var err error
+				switch string(k) {
+				case "name":
+					tr.Name, err = s.str()
+				case "labels":
+					tr.Labels, err = s.stringMap()
+				case "ownerReferences":
+					err = s.array(func() error {
+						var apiVersion, kind, uid string
+						err := s.object(func(f []byte) error {
+							var err error
+							switch string(f) {
+							case "apiVersion":
+								apiVersion, err = s.str()
+							case "kind":
+								kind, err = s.str()
+							case "uid":
+								uid, err = s.str()
+							default:
+								_, err = s.skip()
+							}
+							return err
+						})
+						if kind == "Workflow" && strings.HasPrefix(apiVersion, "argoproj.io/") {
+							tr.OwnerWorkflowUID = uid
+						}
+						return err
+					})
+				default:
+					_, err = s.skip()
+				}
+				return err
+			})
+		case "outputs":
+			tr.Outputs, err = s.skip()
+		default:
+			_, err = s.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = s.end()
+	}
+	if err != nil {
 		return TaskResult{}, nil, fmt.Errorf("request.object is not a WorkflowTaskResult: %w", err)
 	}
-	tr := TaskResult{
-		Operation:        req.Operation,
-		Name:             obj.Metadata.Name,
-		Labels:           obj.Metadata.Labels,
-		Outputs:          present(obj.Outputs),
-		OwnerWorkflowUID: obj.Metadata.workflowUID(),
-		WriterPod:        req.writerPod(),
-	}
+	tr.Outputs = present(tr.Outputs)
 	if tr.Name == "" {
 		tr.Name = req.Name
 	}
 	if req.Operation == opUpdate && len(present(req.OldObject)) > 0 {
-		var old struct {
-			Outputs json.RawMessage `json:"outputs"`
-		}
-		if err := json.Unmarshal(req.OldObject, &old); err != nil {
+		old := &scanner{data: req.OldObject}
+		err := old.object(func(key []byte) error {
+			var err error
+			if string(key) == "outputs" {
+				tr.OldOutputs, err = old.skip()
+			} else {
+				_, err = old.skip()
+			}
+			return err
+		})
+		if err != nil {
 			return TaskResult{}, nil, fmt.Errorf("request.oldObject is not a WorkflowTaskResult: %w", err)
 		}
-		tr.OldOutputs = present(old.Outputs)
+		tr.OldOutputs = present(tr.OldOutputs)
 	}
-	return tr, obj.Metadata.Labels, nil
+	return tr, tr.Labels, nil
 }
 
 // present returns raw, or nil when it is absent or JSON null.

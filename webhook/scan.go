@@ -58,32 +58,45 @@ func (s *scanner) expect(c byte) error {
 }
 
 // skipString skips the string starting at s.pos (a '"') and returns its raw contents (between
-// the quotes) and whether it contains escapes.
+// the quotes) and whether it contains escapes. Short strings (most keys and values) are walked
+// byte by byte; longer ones are searched with bytes.IndexByte.
 func (s *scanner) skipString() ([]byte, bool, error) {
 	start := s.pos + 1
-	i := start
+	data := s.data
 	escaped := false
-	for {
-		j := bytes.IndexByte(s.data[i:], '"')
+	i := start
+	for limit := min(len(data), start+16); i < limit; i++ {
+		switch data[i] {
+		case '"':
+			s.pos = i + 1
+			return data[start:i], escaped, nil
+		case '\\':
+			escaped = true
+			i++
+		}
+	}
+	for i < len(data) {
+		j := bytes.IndexByte(data[i:], '"')
 		if j < 0 {
-			s.pos = len(s.data)
-			return nil, false, errTruncated
+			break
 		}
 		i += j
 		n := 0
-		for k := i - 1; k >= start && s.data[k] == '\\'; k-- {
+		for k := i - 1; k >= start && data[k] == '\\'; k-- {
 			n++
-		}
-		if n > 0 {
-			escaped = true
 		}
 		if n%2 == 0 {
 			s.pos = i + 1
-			return s.data[start:i], escaped || bytes.IndexByte(s.data[start:i], '\\') >= 0, nil
+			return data[start:i], escaped || bytes.IndexByte(data[start:i], '\\') >= 0, nil
 		}
 		i++
 	}
+	s.pos = len(data)
+	return nil, false, errTruncated
 }
+
+// structural marks the bytes that matter when skipping a container.
+var structural = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
 
 // str reads a JSON string value.
 func (s *scanner) str() (string, error) {
@@ -156,24 +169,29 @@ func (s *scanner) skip() ([]byte, error) {
 		}
 	case c == '{' || c == '[':
 		depth := 0
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
+		data := s.data
+		for i := s.pos; i < len(data); i++ {
+			if !structural[data[i]] {
+				continue
+			}
+			switch data[i] {
 			case '"':
+				s.pos = i
 				if _, _, err := s.skipString(); err != nil {
 					return nil, err
 				}
-				continue
+				i = s.pos - 1
 			case '{', '[':
 				depth++
-			case '}', ']':
+			default: // '}', ']'
 				depth--
 				if depth == 0 {
-					s.pos++
-					return s.data[begin:s.pos], nil
+					s.pos = i + 1
+					return data[begin:s.pos], nil
 				}
 			}
-			s.pos++
 		}
+		s.pos = len(data)
 		return nil, errTruncated
 	case c == 't':
 		return s.data[begin : begin+4], s.literal("true")
