@@ -402,9 +402,9 @@ func scanNodes(s *scanner) (map[string]Node, error) {
 			var err error
 			switch string(k) {
 			case "type":
-				n.Type, _, err = s.nullableStr()
+				n.Type, err = s.enum()
 			case "phase":
-				n.Phase, _, err = s.nullableStr()
+				n.Phase, err = s.enum()
 			case "finishedAt":
 				n.FinishedAt, _, err = s.nullableStr()
 			case "daemoned":

@@ -314,3 +314,31 @@ func (s *scanner) stringMap() (map[string]string, error) {
 	})
 	return m, err
 }
+
+// knownValues are the node types and phases Argo writes; reading them returns these constants
+// instead of allocating a string per node.
+var knownValues = map[string]string{}
+
+func init() {
+	for _, v := range []string{"Pod", "Container", "Steps", "StepGroup", "DAG", "TaskGroup", "Retry", "Skipped", "Suspend", "HTTP", "Plugin",
+		"Pending", "Running", "Succeeded", "Failed", "Error", "Omitted"} {
+		knownValues[v] = v
+	}
+}
+
+// enum reads a string or null, returning a shared constant for the values Argo writes.
+func (s *scanner) enum() (string, error) {
+	if c := s.peek(); c == '"' {
+		begin := s.pos
+		raw, escaped, err := s.skipString()
+		if err != nil {
+			return "", err
+		}
+		if v, ok := knownValues[string(raw)]; ok && !escaped {
+			return v, nil
+		}
+		s.pos = begin
+	}
+	v, _, err := s.nullableStr()
+	return v, err
+}
