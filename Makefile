@@ -48,11 +48,21 @@ vet: ## go vet, and fail on unformatted files.
 ##@ Test
 
 .PHONY: test
-test: vet tools argo-tools kustomize unit integration deploy-test e2e ## Everything: vet, unit, integration, deploy, e2e (builds the tools once).
+test: vet tools argo-tools kustomize unit fuzz-short integration deploy-test e2e ## Everything: vet, unit, short fuzz, integration, deploy, e2e (builds the tools once).
 
 .PHONY: unit
 unit: ## Unit tests: rules, handlers, the in-process TLS server.
 	go test $(GO_TEST_FLAGS) ./webhook/... ./internal/... ./cmd/...
+
+FUZZ_TIME ?= 5m
+FUZZ_TARGETS := FuzzTaskResultHandler FuzzWorkflowHandler
+.PHONY: fuzz-short
+fuzz-short: ## Fuzz each handler for 10s (part of make test).
+	@for f in $(FUZZ_TARGETS); do go test -run '^$$' -fuzz "^$$f$$" -fuzztime 10s -fuzzminimizetime 1s ./webhook/ || exit 1; done
+
+.PHONY: fuzz
+fuzz: ## Fuzz each handler for FUZZ_TIME (default 5m).
+	@for f in $(FUZZ_TARGETS); do go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime 10s ./webhook/ || exit 1; done
 
 .PHONY: integration
 integration: tools ## Integration tests against a real kube-apiserver + etcd.

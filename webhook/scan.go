@@ -193,12 +193,11 @@ func (s *scanner) skip() ([]byte, error) {
 		}
 		s.pos = len(data)
 		return nil, errTruncated
-	case c == 't':
-		return s.data[begin : begin+4], s.literal("true")
-	case c == 'f':
-		return s.data[begin : begin+5], s.literal("false")
-	case c == 'n':
-		return s.data[begin : begin+4], s.literal("null")
+	case c == 't' || c == 'f' || c == 'n':
+		word := map[byte]string{'t': "true", 'f': "false", 'n': "null"}[c]
+		if err := s.literal(word); err != nil {
+			return nil, err
+		}
 	case c == '-' || (c >= '0' && c <= '9'):
 		for s.pos < len(s.data) && bytes.IndexByte([]byte("+-.0123456789eE"), s.data[s.pos]) >= 0 {
 			s.pos++
