@@ -39,15 +39,15 @@ func TestHandlerAllowsHostileInput(t *testing.T) {
 		body  []byte
 		patch string // "" for none
 	}{
-		"the #12985 create (reference row)":          {tr(okLabels, outputs), replace},
-		"outputs: null is no outputs":                {tr(okLabels, `,"outputs":null`), ""},
-		"labels: null":                               {tr("null", outputs), ""},
-		"20,000 labels":                              {tr(huge.String(), outputs), add},
-		"duplicate label keys: the last one wins":    {tr(`{"workflows.argoproj.io/workflow":"wf","workflows.argoproj.io/report-outputs-completed":"false","workflows.argoproj.io/report-outputs-completed":"true"}`, outputs), ""},
-		"an object of another resource":              {bytes.Replace(tr(okLabels, outputs), []byte(`"kind":"WorkflowTaskResult"`), []byte(`"kind":"ConfigMap"`), 1), ""},
-		"unknown fields everywhere":                  {bytes.Replace(tr(okLabels, outputs+`,"x":{"y":[1,2.5e3,true,null,"\"]"]}`), []byte(`"uid":"u"`), []byte(`"uid":"u","z":[{}]`), 1), replace},
-		"escaped characters in a label value":        {tr(`{"workflows.argoproj.io/workflow":"wf","workflows.argoproj.io/report-outputs-completed":"f\u0061lse"}`, outputs), replace},
-		"operation other than CREATE/UPDATE":         {bytes.Replace(tr(okLabels, outputs), []byte(`"CREATE"`), []byte(`"CONNECT"`), 1), ""},
+		"the #12985 create (reference row)":       {tr(okLabels, outputs), replace},
+		"outputs: null is no outputs":             {tr(okLabels, `,"outputs":null`), ""},
+		"labels: null":                            {tr("null", outputs), ""},
+		"20,000 labels":                           {tr(huge.String(), outputs), add},
+		"duplicate label keys: the last one wins": {tr(`{"workflows.argoproj.io/workflow":"wf","workflows.argoproj.io/report-outputs-completed":"false","workflows.argoproj.io/report-outputs-completed":"true"}`, outputs), ""},
+		"an object of another resource":           {bytes.Replace(tr(okLabels, outputs), []byte(`"kind":"WorkflowTaskResult"`), []byte(`"kind":"ConfigMap"`), 1), ""},
+		"unknown fields everywhere":               {bytes.Replace(tr(okLabels, outputs+`,"x":{"y":[1,2.5e3,true,null,"\"]"]}`), []byte(`"uid":"u"`), []byte(`"uid":"u","z":[{}]`), 1), replace},
+		"escaped characters in a label value":     {tr(`{"workflows.argoproj.io/workflow":"wf","workflows.argoproj.io/report-outputs-completed":"f\u0061lse"}`, outputs), replace},
+		"operation other than CREATE/UPDATE":      {bytes.Replace(tr(okLabels, outputs), []byte(`"CREATE"`), []byte(`"CONNECT"`), 1), ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
