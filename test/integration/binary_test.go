@@ -25,15 +25,8 @@ import (
 // The binary, started with --cert-dir and --kubeconfig, answers the #12985 create with exactly
 // one operation, and shuts down cleanly on SIGTERM.
 func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
-	root, err := controlplane.RepoRoot()
-	require.NoError(t, err)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "argo-completion-webhook")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/argo-completion-webhook")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
+	bin := buildBinary(t)
 	ca, err := testcerts.NewCA()
 	require.NoError(t, err)
 	require.NoError(t, ca.WriteServing(filepath.Join(dir, "certs"), "127.0.0.1"))
@@ -45,21 +38,7 @@ func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
 	probe, err := harness.FreePort()
 	require.NoError(t, err)
 	probes := "127.0.0.1:" + strconv.Itoa(probe)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--cert-dir", filepath.Join(dir, "certs"), "--kubeconfig", kubeconfig,
-		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--health-probe-bind-address", probes, "--metrics-bind-address", probes, "--shutdown-delay", "1s")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("webhook logs:\n%s", logs.String())
-		}
-	})
-	require.Eventually(t, func() bool { return harness.HTTPStatus("http://"+probes+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, "ready")
+	cmd, exited := startBinary(t, bin, filepath.Join(dir, "certs"), port, probe)
 
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(ca.PEM))
@@ -105,4 +84,40 @@ func TestBinaryAnswersTheV354CreateWithOneOperation(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("binary did not exit after SIGTERM")
 	}
+}
+
+// buildBinary builds the webhook binary into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	root, err := controlplane.RepoRoot()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "argo-completion-webhook")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/argo-completion-webhook")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// startBinary starts the binary on loopback with the suite's least-privilege kubeconfig and waits
+// until it is ready; it is killed when the test ends, and its logs shown if the test failed.
+func startBinary(t *testing.T, bin, certDir string, port, probe int) (*exec.Cmd, chan error) {
+	t.Helper()
+	probes := "127.0.0.1:" + strconv.Itoa(probe)
+	logs := &bytes.Buffer{}
+	cmd := exec.Command(bin, "--cert-dir", certDir, "--kubeconfig", kubeconfig,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--controller-usernames", controllerSA,
+		"--health-probe-bind-address", probes, "--metrics-bind-address", probes, "--shutdown-delay", "1s")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("webhook logs:\n%s", logs.String())
+		}
+	})
+	require.Eventually(t, func() bool { return harness.HTTPStatus("http://"+probes+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, "ready")
+	return cmd, exited
 }
