@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,20 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 )
-
-// warnings collects the warnings the API server returns (Pod Security admission warns about a
-// workload whose pod template breaks the namespace's enforced level).
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
 
 func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 	for _, dir := range []string{"deploy", "deploy/overlays/audit", "deploy/overlays/scoped"} {
@@ -33,7 +21,7 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 			objs := render(t, dir)
 			require.NotEmpty(t, objs)
 			cfg := rest.CopyConfig(adminCfg)
-			w := &warnings{}
+			w := &harness.Warnings{}
 			cfg.WarningHandler = w
 			c, err := client.New(cfg, client.Options{})
 			require.NoError(t, err)
@@ -56,7 +44,7 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 				}
 				assert.NoError(t, c.Create(ctx, o.DeepCopy(), client.DryRunAll), "server-side dry-run of %s %s", o.GetKind(), o.GetName())
 			}
-			assert.Empty(t, w.list, "no warnings (Pod Security 'restricted' is enforced on the namespace)")
+			assert.Empty(t, w.All(), "no warnings (Pod Security 'restricted' is enforced on the namespace)")
 		})
 	}
 }

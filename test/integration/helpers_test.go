@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
@@ -23,34 +23,16 @@ var (
 	workflowGVK   = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Workflow"}
 )
 
-// warnings collects the warnings the API server returns to a client.
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.list...)
-}
-
 // clientAs returns a client impersonating user; podName, when set, is the pod-name extra a bound
 // service-account token carries.
-func clientAs(t *testing.T, user, podName string) (client.Client, *warnings) {
+func clientAs(t *testing.T, user, podName string) (client.Client, *harness.Warnings) {
 	t.Helper()
 	cfg := rest.CopyConfig(adminCfg)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
 	if podName != "" {
 		cfg.Impersonate.Extra = map[string][]string{webhook.ExtraPodName: {podName}}
 	}
-	w := &warnings{}
+	w := &harness.Warnings{}
 	cfg.WarningHandlerWithContext = nil
 	cfg.WarningHandler = w
 	c, err := client.New(cfg, client.Options{Scheme: scheme})

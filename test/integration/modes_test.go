@@ -36,10 +36,10 @@ func TestAuditModePatchesNothingAndWarnsTheClient(t *testing.T) {
 	v, _ := persistedLabel(t, argoNS, n)
 	assert.Equal(t, "false", v, "audit mode applies nothing")
 	found := false
-	for _, w := range warned.all() {
+	for _, w := range warned.All() {
 		found = found || (strings.Contains(w, "audit mode: would set") && strings.Contains(w, "rule A1"))
 	}
-	assert.True(t, found, "the warning reaches the client: %v", warned.all())
+	assert.True(t, found, "the warning reaches the client: %v", warned.All())
 	assert.Equal(t, 1.0, scrape(t, audit.Metrics, `argo_completion_webhook_decisions_total{kind="taskresult",mode="audit",rule="A1"}`))
 }
 
