@@ -84,6 +84,10 @@ bench: ## Benchmarks: floor (json.Valid), typical (controller-runtime defaulter)
 	@mkdir -p .work
 	go test -run '^$$' -bench BenchmarkReview -benchmem -cpu 1 -benchtime $(BENCH_TIME) -count 1 ./webhook/ | tee .work/bench.txt | go run ./test/benchtable
 
+.PHONY: reader-bench
+reader-bench: ## Compare the handler's reader with gjson and jsonparser on a 2.2 MB Workflow review.
+	cd test/tools/readerbench && go test -run '^$$' -bench . -benchmem -cpu 1 .
+
 LOAD_DURATION ?= 10s
 .PHONY: load
 load: ## Drive the TLS server with 16 keep-alive clients per request size, ours vs typical: p50/p90/p99, req/s.
