@@ -16,8 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
@@ -216,4 +218,18 @@ func TestRepairFailsClearlyOnBadInput(t *testing.T) {
 	_, err = repair.Run(context.Background(), repair.Options{RESTConfig: adminCfg, Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "--namespace"), err.Error())
+}
+
+// Against an API server without Argo's CRDs the repair stops with one line that says so.
+func TestRepairFailsClearlyWithoutArgoCRDs(t *testing.T) {
+	assets, err := controlplane.Assets()
+	require.NoError(t, err)
+	bare := &envtest.Environment{BinaryAssetsDirectory: assets}
+	cfg, err := bare.Start()
+	require.NoError(t, err)
+	defer func() { _ = bare.Stop() }()
+	_, _, _, err = repairRun(t, false, nil, cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is Argo Workflows installed?")
+	assert.NotContains(t, err.Error(), "\n", "one line")
 }
