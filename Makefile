@@ -20,7 +20,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: demo
-demo: tools argo-tools ## Show #12985 and the fix: local control plane, Argo v3.5.4, with and without the webhook.
+demo: tools $(BIN)/argo/v3.5.4/workflow-controller ## Show #12985 and the fix: local control plane, Argo v3.5.4, with and without the webhook.
 	go run ./test/demo
 
 .PHONY: build
