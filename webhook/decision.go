@@ -80,21 +80,14 @@ func (p *Pod) executorContainers() []Container {
 }
 
 // executorRunning reports whether an executor container of the pod could still write its task
-// result: wait/supervisor when the pod has one, main otherwise. A container with no reported
-// state counts as running.
+// result. A container with no reported state counts as running, and so does a pod without any
+// executor container (not Argo's layout).
 func (p *Pod) executorRunning() bool {
-	aux := p.hasAuxiliary()
-	found := false
-	for _, c := range p.Containers {
-		executor := c.Name == containerWait || c.Name == containerSuperv || (!aux && c.Name == containerMain)
-		if !executor {
-			continue
-		}
-		found = true
+	executors := p.executorContainers()
+	for _, c := range executors {
 		if !c.Terminated {
 			return true
 		}
 	}
-	// A pod without any executor container is not Argo's layout; treat it as possibly writing.
-	return !found
+	return len(executors) == 0
 }

@@ -122,7 +122,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := rv.Request
-	log := h.opts.Log.WithValues("requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
 	out, err := h.decide(r.Context(), req)
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, req.UID, err)
@@ -134,12 +133,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rule = "none"
 	}
 	decisionsTotal.WithLabelValues(h.kind, rule, string(h.opts.Mode)).Inc()
+	// The request's log context is built only when a line is written: most requests log nothing.
+	log := func() logr.Logger {
+		return h.opts.Log.WithValues("requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
+	}
 	switch {
 	case len(out.ops) == 0:
-		log.V(1).Info("no change", "reason", out.Reason)
+		if h.opts.Log.V(1).Enabled() {
+			log().V(1).Info("no change", "reason", out.Reason)
+		}
 	case h.opts.Mode == ModeAudit:
-		resp.Warnings = []string{fmt.Sprintf("argo-completion-webhook audit mode: would set %s (rule %s: %s)", describe(out.ops), out.Rule, out.Reason)}
-		log.Info("audit: would patch", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops))
+		patch := describe(out.ops)
+		resp.Warnings = []string{fmt.Sprintf("argo-completion-webhook audit mode: would set %s (rule %s: %s)", patch, out.Rule, out.Reason)}
+		log().Info("audit: would patch", "rule", out.Rule, "reason", out.Reason, "patch", patch)
 	default:
 		patch, err := json.Marshal(out.ops)
 		if err != nil { // cannot happen for strings, bools and slices of them
@@ -148,7 +154,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = patch, &pt
-		log.Info("patched", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops), "dryRun", req.DryRun != nil && *req.DryRun)
+		log().Info("patched", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops), "dryRun", req.DryRun != nil && *req.DryRun)
 	}
 	h.write(w, http.StatusOK, resp)
 }

@@ -20,8 +20,6 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
-const serviceAccount = "system:serviceaccount:argo-completion-webhook:argo-completion-webhook"
-
 // applyRBAC creates the rendered Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding
 // for real, so the API server authorizes the service account exactly as deployed.
 func applyRBAC(t *testing.T) {
@@ -37,12 +35,27 @@ func applyRBAC(t *testing.T) {
 	}
 }
 
-// asServiceAccount returns a config impersonating the webhook's service account.
-func asServiceAccount() *rest.Config {
+// asServiceAccount returns a config impersonating a service account of the deploy namespace.
+func asServiceAccount(name string) *rest.Config {
 	cfg := rest.CopyConfig(adminCfg)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: serviceAccount,
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:argo-completion-webhook:" + name,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:argo-completion-webhook", "system:authenticated"}}
 	return cfg
+}
+
+// assertRefused checks that the account behind cfg may neither create a Workflow in ns, read the
+// deploy namespace's Secrets, nor delete obj.
+func assertRefused(t *testing.T, cfg *rest.Config, ns string, obj client.Object) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
+	require.NoError(t, err)
+	wf := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "wf", "namespace": ns}, "spec": map[string]any{}}}
+	assert.True(t, apierrors.IsForbidden(c.Create(ctx, wf)), "creating a Workflow is refused")
+	var secrets corev1.SecretList
+	assert.True(t, apierrors.IsForbidden(c.List(ctx, &secrets, client.InNamespace("argo-completion-webhook"))), "reading Secrets is refused")
+	assert.True(t, apierrors.IsForbidden(c.Delete(ctx, obj)), "deleting a %s is refused", obj.GetObjectKind().GroupVersionKind().Kind)
 }
 
 func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
@@ -58,7 +71,7 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	require.NoError(t, admin.Create(ctx, pod))
 
 	// The webhook, run as the service account, syncs its pod cache (list/watch) and decides.
-	hook, err := harness.StartWebhook(harness.WebhookOptions{Dir: t.TempDir(), RESTConfig: asServiceAccount(), Mode: webhook.ModeEnforce})
+	hook, err := harness.StartWebhook(harness.WebhookOptions{Dir: t.TempDir(), RESTConfig: asServiceAccount("argo-completion-webhook"), Mode: webhook.ModeEnforce})
 	require.NoError(t, err, "the webhook becomes ready as the deployed service account")
 	defer hook.Stop()
 	require.NoError(t, harness.Register(ctx, admin, hook, "rbac"))
@@ -72,15 +85,11 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	require.NoError(t, admin.Create(ctx, tr))
 	assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "patched using pods read as the service account")
 
-	// And nothing more: no Workflow writes, no Secrets, no writes to pods.
-	sa, err := client.New(asServiceAccount(), client.Options{Scheme: harness.Scheme()})
+	// And nothing more: no Workflow writes, no Secrets, no writes to pods or task results.
+	cfg := asServiceAccount("argo-completion-webhook")
+	assertRefused(t, cfg, "rbac", pod)
+	sa, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
 	require.NoError(t, err)
-	wf := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-		"metadata": map[string]any{"name": "wf", "namespace": "rbac"}, "spec": map[string]any{}}}
-	assert.True(t, apierrors.IsForbidden(sa.Create(ctx, wf)), "creating a Workflow is refused")
-	var secrets corev1.SecretList
-	assert.True(t, apierrors.IsForbidden(sa.List(ctx, &secrets, client.InNamespace("argo-completion-webhook"))), "reading Secrets is refused")
-	assert.True(t, apierrors.IsForbidden(sa.Delete(ctx, pod)), "deleting a pod is refused")
 	tr2 := tr.DeepCopy()
 	assert.True(t, apierrors.IsForbidden(sa.Update(ctx, tr2)), "writing a task result is refused")
 	var pods corev1.PodList
@@ -99,9 +108,7 @@ func TestRepairWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	}}
 	require.NoError(t, admin.Create(ctx, tr))
 
-	cfg := rest.CopyConfig(adminCfg)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:argo-completion-webhook:argo-completion-repair",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:argo-completion-webhook", "system:authenticated"}}
+	cfg := asServiceAccount("argo-completion-repair")
 	var out bytes.Buffer
 	// The pod is gone and the result is new: the clock is moved past the 10m orphan grace.
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, AllNamespaces: true, Apply: true,
@@ -109,12 +116,5 @@ func TestRepairWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	require.NoError(t, err, "the repair runs as its deployed service account: %s", out.String())
 	assert.Equal(t, 1, sum.Repaired, out.String())
 
-	sa, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
-	require.NoError(t, err)
-	wf := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-		"metadata": map[string]any{"name": "wf", "namespace": "repair-rbac"}, "spec": map[string]any{}}}
-	assert.True(t, apierrors.IsForbidden(sa.Create(ctx, wf)), "writing a Workflow is refused")
-	var secrets corev1.SecretList
-	assert.True(t, apierrors.IsForbidden(sa.List(ctx, &secrets, client.InNamespace("argo-completion-webhook"))), "reading Secrets is refused")
-	assert.True(t, apierrors.IsForbidden(sa.Delete(ctx, tr)), "deleting a task result is refused")
+	assertRefused(t, cfg, "repair-rbac", tr)
 }

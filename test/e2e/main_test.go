@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
@@ -39,7 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	logf.SetLogger(suiteLogger())
+	logf.SetLogger(harness.SuiteLogger())
 	for _, v := range harness.ArgoVersions {
 		if _, err := harness.ControllerBinary(v); err != nil {
 			return 0, err
@@ -65,19 +63,11 @@ func run(m *testing.M) (int, error) {
 	admin, adminCfg = cluster.Admin, cluster.Config
 	hook, err = harness.StartWebhook(harness.WebhookOptions{
 		Dir: filepath.Join(dir, "webhook"), Kubeconfig: cluster.WebhookKubeconfig, Mode: webhook.ModeEnforce,
-		ControllerUsernames: []string{harness.ControllerUser}, Log: suiteLogger(),
+		ControllerUsernames: []string{harness.ControllerUser}, Log: harness.SuiteLogger(),
 	})
 	if err != nil {
 		return 0, err
 	}
 	defer hook.Stop()
 	return m.Run(), nil
-}
-
-// suiteLogger discards logs unless TEST_VERBOSE is set.
-func suiteLogger() logr.Logger {
-	if os.Getenv("TEST_VERBOSE") != "" {
-		return zap.New(zap.UseDevMode(true))
-	}
-	return logr.Discard()
 }

@@ -20,6 +20,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
@@ -250,4 +251,12 @@ func waitCalled(ctx context.Context, admin client.Client, w *Webhook, ns string)
 		}
 	}
 	return fmt.Errorf("the API server did not call %s within 30s", w.URL)
+}
+
+// SuiteLogger is the suites' logger: it discards, unless TEST_VERBOSE is set.
+func SuiteLogger() logr.Logger {
+	if os.Getenv("TEST_VERBOSE") != "" {
+		return zap.New(zap.UseDevMode(true))
+	}
+	return logr.Discard()
 }

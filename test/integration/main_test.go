@@ -10,17 +10,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
@@ -40,7 +36,7 @@ var (
 	env        *envtest.Environment
 	adminCfg   *rest.Config
 	admin      client.Client
-	scheme     = runtime.NewScheme()
+	scheme     = harness.Scheme()
 	kubeconfig string // the webhook's own kubeconfig: a user that may only read pods
 	enforce    *harness.Webhook
 	scratch    string // the suite's scratch directory
@@ -56,12 +52,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	logf.SetLogger(suiteLogger())
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, admissionregistrationv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return 0, err
-		}
-	}
+	logf.SetLogger(harness.SuiteLogger())
 	var err error
 	env, adminCfg, err = controlplane.StartEnv()
 	if err != nil {
@@ -149,18 +140,10 @@ func setupCluster(ctx context.Context) error {
 
 // startWebhook starts a webhook server with the suite's least-privilege kubeconfig.
 func startWebhook(dir string, mode webhook.Mode) (*harness.Webhook, error) {
-	log := suiteLogger()
+	log := harness.SuiteLogger()
 	return harness.StartWebhook(harness.WebhookOptions{
 		Dir: dir, Kubeconfig: kubeconfig, Mode: mode, ControllerUsernames: []string{controllerSA}, Log: log,
 	})
-}
-
-// suiteLogger discards logs unless TEST_VERBOSE is set.
-func suiteLogger() logr.Logger {
-	if os.Getenv("TEST_VERBOSE") != "" {
-		return zap.New(zap.UseDevMode(true))
-	}
-	return logr.Discard()
 }
 
 // unregister removes the webhook configuration; registerEnforce restores the suite's server.
