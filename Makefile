@@ -51,8 +51,8 @@ vet: ## go vet, and fail on unformatted files.
 test: vet tools argo-tools kustomize unit fuzz-short integration deploy-test e2e ## Everything: vet, unit, short fuzz, integration, deploy, e2e (builds the tools once).
 
 .PHONY: unit
-unit: ## Unit tests: rules, handlers, the in-process TLS server.
-	go test $(GO_TEST_FLAGS) ./webhook/... ./internal/... ./cmd/...
+unit: ## Unit tests (race detector on): rules, handlers, the in-process TLS server.
+	go test -race $(GO_TEST_FLAGS) ./webhook/... ./internal/... ./cmd/...
 
 FUZZ_TIME ?= 5m
 FUZZ_TARGETS := FuzzTaskResultHandler FuzzWorkflowHandler
@@ -65,8 +65,8 @@ fuzz: ## Fuzz each handler for FUZZ_TIME (default 5m).
 	@for f in $(FUZZ_TARGETS); do go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime 10s ./webhook/ || exit 1; done
 
 .PHONY: integration
-integration: tools ## Integration tests against a real kube-apiserver + etcd.
-	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+integration: tools ## Integration tests (race detector on) against a real kube-apiserver + etcd.
+	go test -race $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 .PHONY: deploy-test
 deploy-test: tools kustomize ## Validate deploy/ on a real API server (dry-run, RBAC, cert-manager hand-off).

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 )
 
@@ -17,8 +20,11 @@ type Options struct {
 	Kubeconfig string
 	// RESTConfig, when set, is used instead of Kubeconfig.
 	RESTConfig *rest.Config
-	// Namespace limits the scan to one namespace; AllNamespaces scans every namespace.
+	// Namespace limits the scan to one namespace; Namespaces to several, scanned in turn (for
+	// a deployment whose permissions are Roles in those namespaces); AllNamespaces scans every
+	// namespace. Exactly one of the three is given.
 	Namespace     string
+	Namespaces    []string
 	AllNamespaces bool
 	// Selector is an extra label selector on the task results.
 	Selector string
@@ -45,13 +51,17 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Kubeconfig; empty means in-cluster, then $KUBECONFIG or ~/.kube/config.")
 	fs.StringVar(&o.Namespace, "namespace", "", "Scan this namespace.")
 	fs.StringVar(&o.Namespace, "n", "", "Shorthand for --namespace.")
+	fs.Func("namespaces", "Scan these namespaces in turn: a comma-separated list (ns1,ns2); may be repeated.", func(v string) error {
+		o.Namespaces = append(o.Namespaces, strings.Split(v, ",")...)
+		return nil
+	})
 	fs.BoolVar(&o.AllNamespaces, "all-namespaces", false, "Scan every namespace.")
 	fs.BoolVar(&o.AllNamespaces, "A", false, "Shorthand for --all-namespaces.")
 	fs.StringVar(&o.Selector, "selector", "", "Extra label selector on the task results (e.g. workflows.argoproj.io/workflow=my-wf).")
 	fs.BoolVar(&o.Apply, "apply", false, "Patch the label on the task results found safe; without it, only report.")
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
-	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node finished (or the result was created) when its pod is gone.")
+	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
 }
 
 func (o *Options) setDefaults() {
@@ -78,11 +88,41 @@ func (o *Options) setDefaults() {
 // Validate reports every invalid option.
 func (o *Options) Validate() error {
 	var errs []error
+	var given []string
+	if o.Namespace != "" {
+		given = append(given, "--namespace")
+	}
+	if o.Namespaces != nil {
+		given = append(given, "--namespaces")
+	}
+	if o.AllNamespaces {
+		given = append(given, "--all-namespaces")
+	}
 	switch {
-	case o.AllNamespaces && o.Namespace != "":
-		errs = append(errs, errors.New("give --namespace or --all-namespaces, not both"))
-	case !o.AllNamespaces && o.Namespace == "":
-		errs = append(errs, errors.New("give --namespace <ns> or --all-namespaces"))
+	case len(given) == 0:
+		errs = append(errs, errors.New("give --namespace <ns>, --namespaces <ns1,ns2> or --all-namespaces"))
+	case len(given) > 1:
+		errs = append(errs, fmt.Errorf("give only one of --namespace, --namespaces and --all-namespaces, not %s", strings.Join(given, " and ")))
+	}
+	if o.Namespace != "" {
+		errs = append(errs, validNamespace("--namespace", o.Namespace))
+	}
+	if o.Namespaces != nil && len(o.Namespaces) == 0 {
+		errs = append(errs, errors.New("--namespaces: no namespace given"))
+	}
+	if slices.Contains(o.Namespaces, "") {
+		errs = append(errs, fmt.Errorf("--namespaces %q: an empty name (a stray comma?)", strings.Join(o.Namespaces, ",")))
+	}
+	seen := map[string]bool{}
+	for _, ns := range o.Namespaces {
+		switch {
+		case ns == "":
+		case seen[ns]:
+			errs = append(errs, fmt.Errorf("--namespaces: %s is listed twice", ns))
+		default:
+			errs = append(errs, validNamespace("--namespaces", ns))
+		}
+		seen[ns] = true
 	}
 	if o.Output != "table" && o.Output != "json" {
 		errs = append(errs, fmt.Errorf("-o must be table or json, got %q", o.Output))
@@ -91,4 +131,23 @@ func (o *Options) Validate() error {
 		errs = append(errs, errors.New("grace periods must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// validNamespace says why name is not a namespace name (a DNS-1123 label); nil when it is.
+func validNamespace(flag, name string) error {
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return fmt.Errorf("%s: %q is not a namespace name: %s", flag, name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// namespaces returns the namespaces to scan in turn; one "" (every namespace) with AllNamespaces.
+func (o *Options) namespaces() []string {
+	switch {
+	case o.AllNamespaces:
+		return []string{""}
+	case o.Namespace != "":
+		return []string{o.Namespace}
+	}
+	return o.Namespaces
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,7 +78,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
 	}
-	r := &run{o: o, c: c, pods: map[string][]corev1.Pod{}, workflows: map[string]*webhook.Workflow{}}
+	r := &run{o: o, c: c, pods: map[string]podsRead{}, workflows: map[string]workflowRead{}}
 	rows, err := r.scan(ctx)
 	if err != nil {
 		return Summary{}, err
@@ -92,11 +93,37 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	return sum, nil
 }
 
+// factsMaxAge bounds how long a workflow's facts (the Workflow and its pods) are reused for its
+// task results. A workflow's results are listed together (their names, the node IDs, share the
+// workflow's name as prefix), so one read serves them all; the bound keeps a retry or a new
+// attempt that happens during a long scan from being decided on facts read before it.
+const factsMaxAge = 10 * time.Second
+
 type run struct {
 	o         Options
 	c         client.Client
-	pods      map[string][]corev1.Pod      // namespace/workflow → its pods
-	workflows map[string]*webhook.Workflow // namespace/workflow → status (nil: gone)
+	pods      map[string]podsRead     // namespace/workflow → its pods
+	workflows map[string]workflowRead // namespace/workflow → its facts
+}
+
+// podsRead is a workflow's pods and when they were read (wall clock).
+type podsRead struct {
+	items []corev1.Pod
+	at    time.Time
+}
+
+// workflowRead is what rule A3 reads of a Workflow, and when it was read (wall clock).
+type workflowRead struct {
+	exists, completed, deleting bool
+	uid                         string
+	status                      webhook.Workflow // phase and nodes; NodesUnreadable says why not
+	at                          time.Time
+}
+
+// forget drops the cached facts of a workflow, so the next decision reads them afresh.
+func (r *run) forget(ns, workflow string) {
+	delete(r.pods, ns+"/"+workflow)
+	delete(r.workflows, ns+"/"+workflow)
 }
 
 // selector selects task results whose label is not "true" (absent or any other value), and the
@@ -118,23 +145,36 @@ func (r *run) selector() (labels.Selector, error) {
 	return sel, nil
 }
 
+// scan lists and decides the task results of each namespace in turn ("" is every namespace).
 func (r *run) scan(ctx context.Context) ([]Row, error) {
 	sel, err := r.selector()
 	if err != nil {
 		return nil, err
 	}
 	var rows []Row
-	opts := []client.ListOption{client.MatchingLabelsSelector{Selector: sel}, client.Limit(pageSize)}
-	if !r.o.AllNamespaces {
-		opts = append(opts, client.InNamespace(r.o.Namespace))
+	for _, ns := range r.o.namespaces() {
+		if rows, err = r.scanNamespace(ctx, sel, ns, rows); err != nil {
+			return nil, err
+		}
 	}
-	cont := ""
+	return rows, nil
+}
+
+// scanNamespace appends the rows of namespace ns ("" for every namespace), page by page.
+func (r *run) scanNamespace(ctx context.Context, sel labels.Selector, ns string, rows []Row) ([]Row, error) {
+	opts := []client.ListOption{client.MatchingLabelsSelector{Selector: sel}, client.Limit(pageSize)}
+	what, where := "listing WorkflowTaskResults", ""
+	if ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+		what, where = what+" in namespace "+ns, " in namespace "+ns
+	}
+	scanned, cont := 0, ""
 	for {
 		list := &unstructured.UnstructuredList{}
 		list.SetAPIVersion("argoproj.io/v1alpha1")
 		list.SetKind("WorkflowTaskResultList")
 		if err := r.c.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
-			return nil, explain("listing WorkflowTaskResults", err)
+			return nil, explain(what, err)
 		}
 		for i := range list.Items {
 			row, err := r.handle(ctx, &list.Items[i])
@@ -143,7 +183,8 @@ func (r *run) scan(ctx context.Context) ([]Row, error) {
 			}
 			rows = append(rows, row)
 		}
-		fmt.Fprintf(r.o.Err, "scanned %d task result(s) not complete\n", len(rows))
+		scanned += len(list.Items)
+		fmt.Fprintf(r.o.Err, "scanned %d task result(s) not complete%s\n", scanned, where)
 		if cont = list.GetContinue(); cont == "" {
 			return rows, nil
 		}
@@ -171,7 +212,7 @@ func (r *run) handle(ctx context.Context, tr *unstructured.Unstructured) (Row, e
 			row.Verdict = VerdictRepaired
 			return row, nil
 		case apierrors.IsConflict(err) && attempt == 0:
-			delete(r.pods, tr.GetNamespace()+"/"+tr.GetLabels()[webhook.LabelWorkflow])
+			r.forget(tr.GetNamespace(), tr.GetLabels()[webhook.LabelWorkflow])
 			if err := r.c.Get(ctx, client.ObjectKeyFromObject(tr), tr); err != nil {
 				row.Verdict, row.Reason = VerdictError, "re-reading after a concurrent write: "+err.Error()
 				return row, nil
@@ -184,39 +225,44 @@ func (r *run) handle(ctx context.Context, tr *unstructured.Unstructured) (Row, e
 	}
 }
 
+// decide gathers the facts rule A3 reads about one task result (its owner Workflow and that
+// workflow's node and pods) and decides it.
 func (r *run) decide(ctx context.Context, tr *unstructured.Unstructured) (Row, webhook.Decision, error) {
 	ns, wfName := tr.GetNamespace(), tr.GetLabels()[webhook.LabelWorkflow]
 	now := r.o.Now()
 	row := Row{Namespace: ns, Workflow: wfName, TaskResult: tr.GetName(), WorkflowPhase: "-",
 		Age: now.Sub(tr.GetCreationTimestamp().Time).Round(time.Second).String()}
-	in := webhook.StuckTaskResult{Name: tr.GetName(), Labels: tr.GetLabels(), Created: tr.GetCreationTimestamp().Time}
-	var pod *webhook.Pod
+	in := webhook.StuckTaskResult{Name: tr.GetName(), Labels: tr.GetLabels(), Created: tr.GetCreationTimestamp().Time,
+		OwnerWorkflowUID: ownerWorkflowUID(tr)}
+	var wf webhook.StuckWorkflow
+	var pods webhook.NodePods
 	if wfName != "" {
-		wf, err := r.workflow(ctx, ns, wfName)
+		read, err := r.workflow(ctx, ns, wfName)
 		if err != nil {
 			return row, webhook.Decision{}, err
 		}
-		if wf != nil {
-			row.WorkflowPhase = wf.Phase
-			if n, ok := wf.Nodes[tr.GetName()]; ok && n.FinishedAt != "" {
-				if t, err := time.Parse(time.RFC3339, n.FinishedAt); err == nil {
-					in.NodeFinishedAt = t
-				}
-			}
-		} else {
+		wf = read.facts(tr.GetName())
+		switch {
+		case !read.exists:
 			row.WorkflowPhase = "(deleted)"
+		case read.status.Phase != "":
+			row.WorkflowPhase = read.status.Phase
 		}
-		pods, err := r.podsOf(ctx, ns, wfName)
+		all, err := r.podsOf(ctx, ns, wfName)
 		if err != nil {
 			return row, webhook.Decision{}, err
 		}
-		for i := range pods {
-			if pods[i].Annotations[webhook.AnnotationNodeID] == tr.GetName() {
-				pod = webhook.PodFacts(&pods[i])
+		for i := range all {
+			if all[i].Annotations[webhook.AnnotationNodeID] == tr.GetName() {
+				pods.Count++
+				pods.Pod = webhook.PodFacts(&all[i])
 			}
+		}
+		if pods.Count > 1 {
+			pods.Pod = nil
 		}
 	}
-	d := webhook.DecideStuckTaskResult(in, pod, now, webhook.RepairGrace{Pod: r.o.PodGrace, Orphan: r.o.OrphanGrace})
+	d := webhook.DecideStuckTaskResult(in, wf, pods, now, webhook.RepairGrace{Pod: r.o.PodGrace, Orphan: r.o.OrphanGrace})
 	row.Reason = d.Reason
 	row.Verdict = VerdictSkip
 	if d.Mutates() {
@@ -225,45 +271,73 @@ func (r *run) decide(ctx context.Context, tr *unstructured.Unstructured) (Row, w
 	return row, d, nil
 }
 
-// workflow returns the status of ns/name, or nil when the workflow is gone.
-func (r *run) workflow(ctx context.Context, ns, name string) (*webhook.Workflow, error) {
+// ownerWorkflowUID returns the UID of the task result's Workflow owner reference; "" when none.
+func ownerWorkflowUID(tr *unstructured.Unstructured) string {
+	for _, o := range tr.GetOwnerReferences() {
+		if o.Kind == "Workflow" && strings.HasPrefix(o.APIVersion, "argoproj.io/") {
+			return string(o.UID)
+		}
+	}
+	return ""
+}
+
+// facts returns what rule A3 reads of the workflow for the task result of node nodeID.
+func (w workflowRead) facts(nodeID string) webhook.StuckWorkflow {
+	f := webhook.StuckWorkflow{Exists: w.exists, UID: w.uid, Completed: w.completed, Deleting: w.deleting,
+		NodesUnreadable: w.status.NodesUnreadable}
+	if n, ok := w.status.Nodes[nodeID]; ok {
+		f.Node = &webhook.StuckNode{Type: n.Type, Phase: n.Phase}
+		if t, err := time.Parse(time.RFC3339, n.FinishedAt); err == nil {
+			// An unparsable finishedAt counts as unset: the pod-gone branch then waits.
+			f.Node.FinishedAt = t
+		}
+	}
+	return f
+}
+
+// workflow returns the facts of Workflow ns/name (exists false when it is gone), read at most
+// factsMaxAge ago. A status that cannot be read leaves the nodes unreadable, with the reason.
+func (r *run) workflow(ctx context.Context, ns, name string) (workflowRead, error) {
 	key := ns + "/" + name
-	if wf, ok := r.workflows[key]; ok {
-		return wf, nil
+	if w, ok := r.workflows[key]; ok && time.Since(w.at) < factsMaxAge {
+		return w, nil
 	}
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("argoproj.io/v1alpha1")
 	u.SetKind("Workflow")
+	w := workflowRead{at: time.Now()}
 	err := r.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.workflows[key] = nil
-		return nil, nil
+		r.workflows[key] = w
+		return w, nil
 	case err != nil:
-		return nil, explain("reading Workflow "+key, err)
+		return workflowRead{}, explain("reading Workflow "+key, err)
 	}
-	raw, err := json.Marshal(u.Object["status"])
-	if err != nil {
-		return nil, err
+	w.exists, w.uid = true, string(u.GetUID())
+	w.completed = u.GetLabels()[webhook.LabelCompleted] == "true"
+	w.deleting = u.GetDeletionTimestamp() != nil
+	if raw, err := json.Marshal(u.Object["status"]); err != nil {
+		w.status.NodesUnreadable = "status: " + err.Error()
+	} else if w.status, err = webhook.ParseWorkflowStatus(raw); err != nil {
+		w.status.Nodes, w.status.NodesUnreadable = nil, "status: "+err.Error()
 	}
-	wf, err := webhook.ParseWorkflowStatus(raw)
-	if err != nil {
-		return nil, fmt.Errorf("reading Workflow %s: %w", key, err)
-	}
-	r.workflows[key] = &wf
-	return &wf, nil
+	r.workflows[key] = w
+	return w, nil
 }
 
+// podsOf returns the pods labelled with workflow ns/wf, read at most factsMaxAge ago.
 func (r *run) podsOf(ctx context.Context, ns, wf string) ([]corev1.Pod, error) {
 	key := ns + "/" + wf
-	if pods, ok := r.pods[key]; ok {
-		return pods, nil
+	if p, ok := r.pods[key]; ok && time.Since(p.at) < factsMaxAge {
+		return p.items, nil
 	}
+	at := time.Now()
 	var list corev1.PodList
 	if err := r.c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil {
 		return nil, explain("listing pods of workflow "+key, err)
 	}
-	r.pods[key] = list.Items
+	r.pods[key] = podsRead{items: list.Items, at: at}
 	return list.Items, nil
 }
 

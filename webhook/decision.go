@@ -40,6 +40,10 @@ type Pod struct {
 	Name string
 	// WorkflowUID is the UID of the Workflow that owns the pod; "" when it has no such owner.
 	WorkflowUID string
+	// Created is the pod's creationTimestamp, and Phase its status.phase. Only rule A3 reads
+	// them; the webhook's cache (TrimPod) keeps them too.
+	Created time.Time
+	Phase   string
 	// Containers lists spec.containers (init containers are irrelevant) with their state.
 	Containers []Container
 }

@@ -161,7 +161,7 @@ func checkResponse(t *testing.T, h http.Handler, body []byte, depth int) {
 func fuzzHandlers() (http.Handler, http.Handler) {
 	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
 	opts := HandlerOptions{Pods: pods, Log: logr.Discard()}
-	return NewTaskResultHandler(opts), NewWorkflowHandler(HandlerOptions{Pods: &podTable{}, Log: logr.Discard()})
+	return NewTaskResultHandler(opts), NewWorkflowHandler(HandlerOptions{Pods: &podTable{}, TaskResults: storedTaskResult12985(), Log: logr.Discard()})
 }
 
 func FuzzTaskResultHandler(f *testing.F) {

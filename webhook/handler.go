@@ -46,8 +46,12 @@ type HandlerOptions struct {
 	Pods PodLookup
 	// Mode is enforce (default) or audit.
 	Mode Mode
+	// TaskResults reads the incomplete entries' task results for rule B2; nil makes B2 decline.
+	TaskResults TaskResultReader
 	// Workflow configures rule B2.
 	Workflow WorkflowConfig
+	// Now is the clock of rule B2's grace; nil means time.Now.
+	Now func() time.Time
 	// LookupTimeout bounds each request's pod lookups; it must stay well under the webhook's
 	// timeoutSeconds (2 s) so a slow API server never turns into a webhook timeout.
 	LookupTimeout time.Duration
@@ -61,6 +65,9 @@ func (o *HandlerOptions) setDefaults() {
 	}
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = 750 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -179,9 +186,7 @@ func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (out
 	defer cancel()
 	pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, tr.Workflow(), tr.Name)
 	if err != nil {
-		lookupErrorsTotal.Inc()
-		h.opts.Log.Error(err, "pod lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", tr.Name)
-		return outcome{Decision: noDecision("pod lookup failed: " + err.Error())}, nil
+		return h.lookupFailed(req, tr.Name, "pod", err), nil
 	}
 	d := DecideTaskResult(tr, pod)
 	return outcome{Decision: d, ops: labelOperations(labels, d.Set)}, nil
@@ -218,22 +223,47 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.opts.LookupTimeout)
 	defer cancel()
-	pods := make(map[string]*Pod, len(incomplete))
+	facts := WorkflowFacts{Now: h.opts.Now(), Pods: make(map[string]*Pod, len(incomplete)), TaskResults: make(map[string]*StoredTaskResult, len(incomplete))}
 	for _, id := range incomplete {
 		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Name, id)
 		if err != nil {
-			lookupErrorsTotal.Inc()
-			h.opts.Log.Error(err, "pod lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", id)
-			return outcome{Decision: noDecision("pod lookup failed: " + err.Error())}, nil
+			return h.lookupFailed(req, id, "pod", err), nil
 		}
-		pods[id] = pod
+		facts.Pods[id] = pod
 	}
-	d = DecideWorkflow(wf, cfg, pods)
+	if d, ok := CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
+		return outcome{Decision: d}, nil
+	}
+	// Only now, with every executor long terminated, read the task results themselves: the
+	// API server may hold outputs the controller has not merged into the nodes yet.
+	if h.opts.TaskResults == nil {
+		return outcome{Decision: noDecision("no task-result reader configured")}, nil
+	}
+	for _, id := range incomplete {
+		tr, err := h.opts.TaskResults.StoredTaskResult(lctx, req.Namespace, id)
+		if err != nil {
+			return h.lookupFailed(req, id, "task result", err), nil
+		}
+		facts.TaskResults[id] = tr
+	}
+	d = DecideWorkflow(wf, cfg, facts)
 	if !d.Mutates() {
 		return outcome{Decision: d}, nil
 	}
 	ops := append(labelOperations(head.Labels, d.Set), statusOperations(st, d.Status)...)
 	return outcome{Decision: d, ops: ops}, nil
+}
+
+// lookupFailed counts and logs a failed read of a node's pod or task result, and decides to
+// allow the write unpatched: without the fact, no rule may act.
+func (h *handler) lookupFailed(req *reviewRequest, nodeID, what string, err error) outcome {
+	if errors.Is(err, ErrNamespaceNotWatched) {
+		// Configured scope (--namespaces), not a failure: no error line, no error count.
+		return outcome{Decision: noDecision("namespace not watched (--namespaces)")}
+	}
+	lookupErrorsTotal.Inc()
+	h.opts.Log.Error(err, what+" lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", nodeID)
+	return outcome{Decision: noDecision(what + " lookup failed: " + err.Error())}
 }
 
 // fail answers with an HTTP error status and an AdmissionReview whose result says what was wrong.

@@ -7,11 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,19 +24,51 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 )
 
-// podTable is a PodLookup over a fixed set of pods keyed by namespace/workflow/nodeID.
+// podTable is a PodLookup over a fixed set of pods keyed by namespace/workflow/nodeID. It is
+// safe for concurrent use (the TLS server and load tests serve it from many connections); read
+// calls once the requests have been answered.
 type podTable struct {
 	pods  map[string]*Pod
 	err   error
+	mu    sync.Mutex
 	calls int
 }
 
 func (p *podTable) PodForNode(_ context.Context, namespace, workflow, nodeID string) (*Pod, error) {
+	p.mu.Lock()
 	p.calls++
+	p.mu.Unlock()
 	if p.err != nil {
 		return nil, p.err
 	}
 	return p.pods[namespace+"/"+workflow+"/"+nodeID], nil
+}
+
+// taskResultTable is a TaskResultReader over a fixed table keyed namespace/name; it counts reads.
+type taskResultTable struct {
+	results map[string]*StoredTaskResult
+	err     error
+	mu      sync.Mutex
+	calls   int
+}
+
+func (r *taskResultTable) StoredTaskResult(_ context.Context, namespace, name string) (*StoredTaskResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.results[namespace+"/"+name], nil
+}
+
+// storedTaskResult12985 is the incomplete task result of stuckWorkflowObject as the API server
+// holds it: "false", with the outputs its node already carries.
+func storedTaskResult12985() *taskResultTable {
+	return &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
+		Labels:  map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"},
+		Outputs: json.RawMessage(`{"exitCode":"0"}`),
+	}}}
 }
 
 // reviewJSON builds an AdmissionReview request body.
@@ -324,11 +359,37 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		object   map[string]any
 		opts     HandlerOptions
 		pods     *podTable
+		trs      *taskResultTable // nil: storedTaskResult12985()
 		want     []jsonpatch.Operation
 		wantLook int
+		wantRead int
 	}{
 		"completes the v3.5.4 stuck shape in one response": {
-			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, want: b2,
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1, want: b2,
+		},
+		"completes the stuck shape when the task result is gone": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{}, wantLook: 1, wantRead: 1, want: b2,
+		},
+		"does not patch while the stored task result holds outputs its node lacks": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
+			trs: &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
+				Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0","result":"late"}`)}}},
+		},
+		"does not patch while the stored task result is already complete": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
+			trs: &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
+				Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "true"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)}}},
+		},
+		"does not patch when the task result cannot be read": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{err: errors.New("timeout")}, wantLook: 1, wantRead: 1,
+		},
+		"does not patch and reads no task result within the grace": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1,
+			opts: HandlerOptions{Workflow: WorkflowConfig{Grace: 2 * time.Minute},
+				Now: func() time.Time { return time.Date(2024, 4, 26, 10, 51, 0, 0, time.UTC) }},
+		},
+		"does not patch and reads nothing when B2 is turned off": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, opts: HandlerOptions{Workflow: WorkflowConfig{Disabled: true}},
 		},
 		"completes the stuck shape stored as compressedNodes": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
@@ -336,14 +397,14 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 				st["compressedNodes"] = compress(t, st["nodes"])
 				delete(st, "nodes")
 			}),
-			pods: &podTable{}, wantLook: 1, want: b2,
+			pods: &podTable{}, wantLook: 1, wantRead: 1, want: b2,
 		},
 		"adds conditions and finishedAt when the status has neither key": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
 				delete(status(wf), "conditions")
 				delete(status(wf), "finishedAt")
 			}),
-			pods: &podTable{}, wantLook: 1,
+			pods: &podTable{}, wantLook: 1, wantRead: 1,
 			want: []jsonpatch.Operation{
 				{Operation: "replace", Path: "/metadata/labels/workflows.argoproj.io~1completed", Value: "true"},
 				{Operation: "add", Path: "/status/conditions", Value: []any{map[string]any{"type": "Completed", "status": "True"}}},
@@ -355,7 +416,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			object: stuckWorkflowObject(func(wf map[string]any) {
 				status(wf)["conditions"] = []any{map[string]any{"type": "PodRunning", "status": "False"}, map[string]any{"type": "Completed", "status": "False"}}
 			}),
-			pods: &podTable{}, wantLook: 1,
+			pods: &podTable{}, wantLook: 1, wantRead: 1,
 			want: []jsonpatch.Operation{
 				{Operation: "replace", Path: "/metadata/labels/workflows.argoproj.io~1completed", Value: "true"},
 				{Operation: "replace", Path: "/status/conditions/1", Value: map[string]any{"type": "Completed", "status": "True"}},
@@ -364,7 +425,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			},
 		},
 		"adds the archive label when the controller archives": {
-			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1,
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
 			opts: HandlerOptions{Workflow: WorkflowConfig{Archive: true}},
 			want: append([]jsonpatch.Operation{
 				{Operation: "add", Path: "/metadata/labels/workflows.argoproj.io~1workflow-archiving-status", Value: "Pending"},
@@ -412,7 +473,10 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			tc.opts.Pods, tc.opts.Log = tc.pods, testr.New(t)
+			if tc.trs == nil {
+				tc.trs = storedTaskResult12985()
+			}
+			tc.opts.Pods, tc.opts.TaskResults, tc.opts.Log = tc.pods, tc.trs, testr.New(t)
 			h := NewWorkflowHandler(tc.opts)
 			old := stuckWorkflowObject(nil)
 			code, resp := serveReview(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
@@ -426,6 +490,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			sort.Slice(want, func(i, j int) bool { return want[i].Path < want[j].Path })
 			assert.Equal(t, want, patchOf(t, resp))
 			assert.Equal(t, tc.wantLook, tc.pods.calls, "pod lookups")
+			assert.Equal(t, tc.wantRead, tc.trs.calls, "task-result reads")
 		})
 	}
 }
@@ -452,4 +517,19 @@ func TestEscapePointer(t *testing.T) {
 	assert.Equal(t, "workflows.argoproj.io~1completed", escapePointer("workflows.argoproj.io/completed"))
 	assert.Equal(t, "a~0b~1c", escapePointer("a~b/c"))
 	assert.Equal(t, "~01", escapePointer("~1"), "~ is escaped before /, so ~1 never decodes to /")
+}
+
+// A request from a namespace outside --namespaces is decided at once: no patch, no lookup error
+// counted, no error logged.
+func TestHandlersDecideUnwatchedNamespacesWithoutAnError(t *testing.T) {
+	errs := testutil.ToFloat64(lookupErrorsTotal)
+	pods := &podTable{err: fmt.Errorf("%w: argo", ErrNamespaceNotWatched)}
+	h := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
+	code, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
+		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	assert.Equal(t, http.StatusOK, code)
+	assert.True(t, resp.Allowed)
+	assert.Nil(t, resp.Patch)
+	assert.Equal(t, 1, pods.calls)
+	assert.Equal(t, errs, testutil.ToFloat64(lookupErrorsTotal), "not counted as a lookup error")
 }

@@ -99,7 +99,8 @@ func rssBytes(t *testing.T) int64 {
 // TestLoadOverTLS drives the real server (serve: controller-runtime's webhook server, TLS,
 // certwatcher, metrics) over TLS with concurrent keep-alive clients, next to the typical handler
 // behind Go's TLS server, for each request size; it asserts zero errors and a p99 far under the
-// webhook's 2 s timeoutSeconds, and prints p50/p90/p99 and requests/s. `make load` runs it longer.
+// webhook's 2 s timeoutSeconds (not under the race detector, which it would time instead), and
+// prints p50/p90/p99 and requests/s. `make load` runs it longer, without the race detector.
 // Server and load generator share this process (and its 2 cores).
 func TestLoadOverTLS(t *testing.T) {
 	d := loadDuration(t)
@@ -116,6 +117,9 @@ func TestLoadOverTLS(t *testing.T) {
 	typ.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 
 	fmt.Printf("\nload over TLS, %s per run, 16 keep-alive clients (server and clients share 2 cores):\n", d)
+	if raceDetector {
+		fmt.Println("race detector on: races and errors are checked, the p99 bound is not (it would time the detector); `make load` runs without it")
+	}
 	fmt.Printf("%-28s %-8s %9s %9s %9s %10s %7s\n", "request", "handler", "p50", "p90", "p99", "req/s", "errors")
 	for _, bc := range benchCases() {
 		if bc.name == "workflow-1.1MB-compressed" {
@@ -133,7 +137,9 @@ func TestLoadOverTLS(t *testing.T) {
 			if who == "ours" {
 				assert.Zero(t, r.errors, bc.name)
 				assert.Positive(t, r.requests, bc.name)
-				assert.Less(t, r.quantile(0.99), time.Second, "%s: p99 under half the webhook's timeoutSeconds (2s), with 16 clients on 2 shared cores", bc.name)
+				if !raceDetector {
+					assert.Less(t, r.quantile(0.99), time.Second, "%s: p99 under half the webhook's timeoutSeconds (2s), with 16 clients on 2 shared cores", bc.name)
+				}
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,11 @@ type Options struct {
 	Archive bool
 	// ArchiveLabelSelector is the controller's persistence.archiveLabelSelector, if any.
 	ArchiveLabelSelector string
+	// DisableB2 turns rule B2 (completing a v3.5.3–v3.5.5 Workflow in the stuck shape) off.
+	DisableB2 bool
+	// B2Grace is how long the executors of an incomplete entry must have been terminated (or its
+	// node finished, when the pod is gone) before rule B2 acts.
+	B2Grace time.Duration
 	// ControllerUsernames are the users whose Workflow updates rule B2 acts on; empty means any.
 	ControllerUsernames []string
 	// Namespaces limits the pod cache to these namespaces; empty means all.
@@ -61,6 +67,9 @@ const (
 	DefaultLookupTimeout          = 750 * time.Millisecond
 	DefaultShutdownDelay          = 10 * time.Second
 	DefaultControllerUsername     = "system:serviceaccount:argo:argo"
+	// DefaultB2Grace is Argo's RECENTLY_DELETED_POD_DURATION (2m), the wait Argo itself gives an
+	// executor's writes to land and be seen, and repair's pod grace.
+	DefaultB2Grace = 2 * time.Minute
 )
 
 // BindFlags registers the options as flags on fs, with their defaults.
@@ -77,6 +86,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "Serve HTTP/2 (off by default: CVE-2023-44487).")
 	fs.BoolVar(&o.Archive, "archive", false, "The workflow controller archives workflows (persistence.archive); rule B2 then sets workflow-archiving-status=Pending.")
+	fs.BoolFunc("enable-b2", "Rule B2: complete a Workflow in the v3.5.3-v3.5.5 stuck shape (phase terminal, completed=false) once its task results can no longer change and their outputs are on the nodes. Default true; false turns it off.", func(s string) error {
+		v, err := strconv.ParseBool(s)
+		o.DisableB2 = !v
+		return err
+	})
+	fs.DurationVar(&o.B2Grace, "b2-grace", DefaultB2Grace, "How long every executor container of an incomplete task result's pod must have been terminated before rule B2 acts.")
 	fs.StringVar(&o.ArchiveLabelSelector, "archive-label-selector", "", "The controller's persistence.archiveLabelSelector; only with --archive.")
 	o.ControllerUsernames = []string{DefaultControllerUsername}
 	fs.Func("controller-usernames", "Comma-separated users whose Workflow updates rule B2 acts on; \"*\" means any. Default "+DefaultControllerUsername+".", func(s string) error {
@@ -105,6 +120,9 @@ func (o *Options) setDefaults() {
 	if o.LookupTimeout == 0 {
 		o.LookupTimeout = DefaultLookupTimeout
 	}
+	if o.B2Grace == 0 {
+		o.B2Grace = DefaultB2Grace
+	}
 }
 
 // Validate reports every invalid option.
@@ -124,6 +142,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LookupTimeout < 0 || o.LookupTimeout >= 2*time.Second {
 		errs = append(errs, fmt.Errorf("--lookup-timeout must be under the webhook's 2s timeoutSeconds, got %s", o.LookupTimeout))
+	}
+	if o.B2Grace < 0 {
+		errs = append(errs, fmt.Errorf("--b2-grace must not be negative, got %s", o.B2Grace))
 	}
 	if o.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay must not be negative, got %s", o.ShutdownDelay))

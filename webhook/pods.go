@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,11 +17,18 @@ import (
 // nodeIDIndex indexes cached pods by their node-id annotation.
 const nodeIDIndex = "argo-completion-webhook.nodeID"
 
+// ErrNamespaceNotWatched is what PodCache.PodForNode answers, at once, for a namespace outside
+// the cache's namespaces (--namespaces): the informer holds none of its pods and the webhook may
+// not be allowed to read them, so there is nothing to look up and nothing has failed.
+var ErrNamespaceNotWatched = errors.New("namespace not watched")
+
 // PodCache looks up a node's pod in an informer cache of workflow pods, falling back to a
 // direct list from the API server on a miss (a pod the informer has not seen yet).
 type PodCache struct {
 	cache  cache.Cache
 	direct client.Reader
+	// namespaces is the set the cache watches; nil means every namespace.
+	namespaces map[string]struct{}
 }
 
 var _ PodLookup = (*PodCache)(nil)
@@ -53,8 +61,10 @@ func PodCacheOptions(namespaces []string) cache.Options {
 }
 
 // NewPodCache indexes c's pods by node ID and returns the lookup. c must have been created with
-// PodCacheOptions; direct is an uncached reader used on a cache miss.
-func NewPodCache(ctx context.Context, c cache.Cache, direct client.Reader) (*PodCache, error) {
+// PodCacheOptions(namespaces); direct is an uncached reader used on a cache miss. namespaces are
+// the ones the cache watches (none: all): a lookup in any other namespace answers
+// ErrNamespaceNotWatched without reading anything.
+func NewPodCache(ctx context.Context, c cache.Cache, direct client.Reader, namespaces ...string) (*PodCache, error) {
 	err := c.IndexField(ctx, &corev1.Pod{}, nodeIDIndex, func(o client.Object) []string {
 		if id := o.GetAnnotations()[AnnotationNodeID]; id != "" {
 			return []string{id}
@@ -64,11 +74,26 @@ func NewPodCache(ctx context.Context, c cache.Cache, direct client.Reader) (*Pod
 	if err != nil {
 		return nil, fmt.Errorf("indexing pods by node ID: %w", err)
 	}
-	return &PodCache{cache: c, direct: direct}, nil
+	p := &PodCache{cache: c, direct: direct}
+	if len(namespaces) > 0 {
+		p.namespaces = make(map[string]struct{}, len(namespaces))
+		for _, ns := range namespaces {
+			p.namespaces[ns] = struct{}{}
+		}
+	}
+	return p, nil
 }
 
-// PodForNode implements PodLookup.
+// PodForNode implements PodLookup. It answers from the informer through the node-id index, asks
+// direct only on a miss, and answers ErrNamespaceNotWatched for a namespace outside the cache's.
 func (p *PodCache) PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*Pod, error) {
+	if p.namespaces != nil {
+		// The cache would refuse the list ("unknown namespace for the cache") and the direct
+		// reader may lack the RBAC: answer without asking either.
+		if _, ok := p.namespaces[namespace]; !ok {
+			return nil, fmt.Errorf("%w: %s", ErrNamespaceNotWatched, namespace)
+		}
+	}
 	var list corev1.PodList
 	err := p.cache.List(ctx, &list, client.InNamespace(namespace),
 		client.MatchingFields{nodeIDIndex: nodeID}, client.MatchingLabels{LabelWorkflow: workflow})
@@ -101,7 +126,8 @@ func findNodePod(pods []corev1.Pod, nodeID string) *Pod {
 
 // PodFacts reads what the rules use from a pod.
 func PodFacts(pod *corev1.Pod) *Pod {
-	p := &Pod{Name: pod.Name, Containers: make([]Container, 0, len(pod.Spec.Containers))}
+	p := &Pod{Name: pod.Name, Created: pod.CreationTimestamp.Time, Phase: string(pod.Status.Phase),
+		Containers: make([]Container, 0, len(pod.Spec.Containers))}
 	for _, o := range pod.OwnerReferences {
 		if o.Kind == "Workflow" && strings.HasPrefix(o.APIVersion, "argoproj.io/") {
 			p.WorkflowUID = string(o.UID)
@@ -122,8 +148,9 @@ func PodFacts(pod *corev1.Pod) *Pod {
 }
 
 // TrimPod is the cache transform: it keeps only what the rules and the cache itself read (name,
-// namespace, UID, resourceVersion, the workflow label, the node-id annotation, Workflow owners,
-// container names and terminated states), so a cluster's worth of pods costs little memory.
+// namespace, UID, resourceVersion, creationTimestamp, the workflow label, the node-id annotation,
+// Workflow owners, container names, terminated states and the phase), so a cluster's worth of
+// pods costs little memory. PodFacts of a trimmed pod equal PodFacts of the pod.
 func TrimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -132,11 +159,12 @@ func TrimPod(obj any) (any, error) {
 	trimmed := &corev1.Pod{
 		TypeMeta: pod.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            pod.Name,
-			Namespace:       pod.Namespace,
-			UID:             pod.UID,
-			ResourceVersion: pod.ResourceVersion,
-			Labels:          map[string]string{LabelWorkflow: pod.Labels[LabelWorkflow]},
+			Name:              pod.Name,
+			Namespace:         pod.Namespace,
+			UID:               pod.UID,
+			ResourceVersion:   pod.ResourceVersion,
+			CreationTimestamp: pod.CreationTimestamp,
+			Labels:            map[string]string{LabelWorkflow: pod.Labels[LabelWorkflow]},
 		},
 	}
 	if id, ok := pod.Annotations[AnnotationNodeID]; ok {

@@ -392,8 +392,8 @@ func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, err
 	return st, nil
 }
 
-// scanNodes reads status.nodes: for each node only type, phase, finishedAt, daemoned and
-// taskResultSynced.
+// scanNodes reads status.nodes: for each node only type, phase, finishedAt, daemoned,
+// taskResultSynced and the raw outputs.
 func scanNodes(s *scanner) (map[string]Node, error) {
 	nodes := map[string]Node{}
 	err := s.object(func(id []byte) error {
@@ -415,6 +415,11 @@ func scanNodes(s *scanner) (map[string]Node, error) {
 				if ok {
 					n.TaskResultSynced = &v
 				}
+			case "outputs":
+				// Kept raw (a slice of the body, no copy): B2 compares it with the task result's
+				// outputs only for the few nodes whose task results are incomplete.
+				n.Outputs, err = s.skip()
+				n.Outputs = present(n.Outputs)
 			default:
 				_, err = s.skip()
 			}

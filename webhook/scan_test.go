@@ -19,7 +19,7 @@ func TestTruncatedReviewsAreRejectedAtEveryByte(t *testing.T) {
 		h    http.Handler
 		body []byte
 	}{
-		"workflow in the stuck shape": {NewWorkflowHandler(HandlerOptions{Pods: &podTable{}, Log: logr.Discard()}), reviewJSON(t, "Workflow", opUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil))},
+		"workflow in the stuck shape": {NewWorkflowHandler(HandlerOptions{Pods: &podTable{}, TaskResults: storedTaskResult12985(), Log: logr.Discard()}), reviewJSON(t, "Workflow", opUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil))},
 		"task result create":          {NewTaskResultHandler(opts), reviewJSON(t, "WorkflowTaskResult", opCreate, taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)},
 	}
 	for name, tc := range cases {

@@ -43,6 +43,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "argo-completion-webhook"
+	// Set explicitly rather than client-go's 5/10: past the informer's list and watch, requests
+	// are the fallback lookups of pods the informer has not seen yet and B2's task-result reads,
+	// all bounded by --lookup-timeout. A burst of 100 absorbs a wave of new pods; a request over
+	// the budget waits, and past the lookup deadline it is allowed unpatched.
+	cfg.QPS, cfg.Burst = clientQPS, clientBurst
 
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
@@ -58,13 +63,19 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating API client: %w", err)
 	}
-	pods, err := NewPodCache(ctx, podCache, direct)
+	pods, err := NewPodCache(ctx, podCache, direct, o.Namespaces...)
 	if err != nil {
 		return err
 	}
 
-	return serve(ctx, o, pods, podCache)
+	return serve(ctx, o, pods, APITaskResults{Reader: direct}, podCache)
 }
+
+// The API client's rate limits (see Run).
+const (
+	clientQPS   = 50
+	clientBurst = 100
+)
 
 // podSource is the informer cache behind the pod lookups, as serve drives it.
 type podSource interface {
@@ -74,15 +85,18 @@ type podSource interface {
 
 // serve runs the webhook server, the pod source and the plain-HTTP servers until ctx is
 // cancelled, then shuts down: readiness off, ShutdownDelay of serving, drain.
-func serve(ctx context.Context, o Options, pods PodLookup, src podSource) error {
+func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResultReader, src podSource) error {
 	log := o.Log
 	archiveSel, _ := o.archiveSelector() // validated by Run
 	hopts := HandlerOptions{
 		Pods:          pods,
+		TaskResults:   taskResults,
 		Mode:          o.Mode,
 		LookupTimeout: o.LookupTimeout,
 		Log:           log,
 		Workflow: WorkflowConfig{
+			Disabled:            o.DisableB2,
+			Grace:               o.B2Grace,
 			ControllerUsernames: o.ControllerUsernames,
 			Archive:             o.Archive,
 			ArchiveSelector:     archiveSel,
@@ -142,7 +156,7 @@ func serve(ctx context.Context, o Options, pods PodLookup, src podSource) error 
 		wg.Wait()
 		return err
 	}
-	log.Info("serving", "host", o.Host, "port", o.Port, "mode", o.Mode, "health", o.HealthProbeBindAddress, "metrics", o.MetricsBindAddress)
+	log.Info("serving", "host", o.Host, "port", o.Port, "mode", o.Mode, "b2", !o.DisableB2, "b2Grace", o.B2Grace.String(), "health", o.HealthProbeBindAddress, "metrics", o.MetricsBindAddress)
 
 	var runErr error
 	select {

@@ -80,7 +80,7 @@ func startTLSServer(t *testing.T, mod func(*Options)) *tlsServer {
 		done:    make(chan error, 1),
 		caPool:  pool,
 	}
-	go func() { s.done <- serve(ctx, o, resourcePods(), syncedSource{}) }()
+	go func() { s.done <- serve(ctx, o, resourcePods(), nil, syncedSource{}) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"time"
 )
 
 // TaskResult is what the A rules read of a WorkflowTaskResult admission request.
@@ -98,70 +97,4 @@ func jsonEqual(a, b json.RawMessage) bool {
 		return false
 	}
 	return bytes.Equal(ca.Bytes(), cb.Bytes())
-}
-
-// StuckTaskResult is what rule A3 reads of a WorkflowTaskResult that receives no more writes.
-type StuckTaskResult struct {
-	// Name is the task result's name (the node ID).
-	Name string
-	// Labels are its labels.
-	Labels map[string]string
-	// Created is its creationTimestamp.
-	Created time.Time
-	// NodeFinishedAt is the workflow node's finishedAt; zero when the workflow has no such node
-	// or no such timestamp.
-	NodeFinishedAt time.Time
-}
-
-// RepairGrace are the grace periods of rule A3.
-type RepairGrace struct {
-	// Pod is how long every executor container must have been terminated (Argo's
-	// RECENTLY_DELETED_POD_DURATION, 2m), so the controller has seen the final outputs.
-	Pod time.Duration
-	// Orphan is how long ago the node finished (or the task result was created, without a node)
-	// when the pod is gone (Argo's TASK_RESULT_TIMEOUT_DURATION, 10m).
-	Orphan time.Duration
-}
-
-// DecideStuckTaskResult decides rule A3 (repair of a task result already stuck) at time now,
-// given the pod of its node (nil when the pod is gone). It never acts while an executor
-// container could still write.
-func DecideStuckTaskResult(tr StuckTaskResult, pod *Pod, now time.Time, grace RepairGrace) Decision {
-	switch {
-	case tr.Labels[LabelWorkflow] == "":
-		return noDecision("no " + LabelWorkflow + " label")
-	case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
-		return noDecision("already complete")
-	}
-	set := map[string]string{LabelReportOutputsCompleted: valueTrue}
-	if pod != nil {
-		executors := pod.executorContainers()
-		if len(executors) == 0 {
-			return noDecision("pod " + pod.Name + " has no executor container")
-		}
-		var last time.Time
-		for _, c := range executors {
-			if !c.Terminated {
-				return noDecision("executor container " + c.Name + " of pod " + pod.Name + " has not terminated")
-			}
-			if c.TerminatedAt.IsZero() {
-				return noDecision("executor container " + c.Name + " reports no termination time")
-			}
-			if c.TerminatedAt.After(last) {
-				last = c.TerminatedAt
-			}
-		}
-		if since := now.Sub(last); since < grace.Pod {
-			return noDecision(fmt.Sprintf("executors terminated %s ago, under the %s grace", since.Round(time.Second), grace.Pod))
-		}
-		return Decision{Set: set, Rule: "A3", Reason: fmt.Sprintf("every executor container terminated %s ago", now.Sub(last).Round(time.Second))}
-	}
-	since, what := tr.NodeFinishedAt, "node finished"
-	if since.IsZero() {
-		since, what = tr.Created, "task result created"
-	}
-	if age := now.Sub(since); age < grace.Orphan {
-		return noDecision(fmt.Sprintf("pod gone; %s %s ago, under the %s grace", what, age.Round(time.Second), grace.Orphan))
-	}
-	return Decision{Set: set, Rule: "A3", Reason: fmt.Sprintf("pod gone; %s %s ago", what, now.Sub(since).Round(time.Second))}
 }

@@ -3,7 +3,6 @@ package webhook
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -157,84 +156,6 @@ func TestDecideTaskResultIsIdempotent(t *testing.T) {
 			}
 			second := DecideTaskResult(applied, tc.pod)
 			assert.False(t, second.Mutates(), "running the rule on its own output decides nothing")
-		})
-	}
-}
-
-func TestDecideStuckTaskResult(t *testing.T) {
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	grace := RepairGrace{Pod: 2 * time.Minute, Orphan: 10 * time.Minute}
-	stuck := func(mods ...func(*StuckTaskResult)) StuckTaskResult {
-		tr := StuckTaskResult{Name: "wf-1", Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: valueFalse},
-			Created: now.Add(-time.Hour)}
-		for _, m := range mods {
-			m(&tr)
-		}
-		return tr
-	}
-	pod := func(containers ...Container) *Pod { return &Pod{Name: "wf-main-1", Containers: containers} }
-	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	cases := map[string]struct {
-		tr     StuckTaskResult
-		pod    *Pod
-		repair bool
-	}{
-		"repairs a resource pod whose main terminated long ago": {
-			tr: stuck(), pod: pod(Container{Name: "main", Terminated: true, TerminatedAt: ago(5 * time.Minute)}), repair: true,
-		},
-		"repairs a wait-container pod whose wait terminated long ago, main's state aside": {
-			tr: stuck(), pod: pod(Container{Name: "wait", Terminated: true, TerminatedAt: ago(3 * time.Minute)}, Container{Name: "main", Terminated: true, TerminatedAt: ago(4 * time.Minute)}), repair: true,
-		},
-		"repairs when the label is absent": {
-			tr:  stuck(func(tr *StuckTaskResult) { delete(tr.Labels, LabelReportOutputsCompleted) }),
-			pod: pod(Container{Name: "main", Terminated: true, TerminatedAt: ago(5 * time.Minute)}), repair: true,
-		},
-		"repairs when the pod is gone and the node finished long ago": {
-			tr: stuck(func(tr *StuckTaskResult) { tr.NodeFinishedAt = ago(11 * time.Minute) }), repair: true,
-		},
-		"repairs when the pod is gone, no node, and the result is old": {
-			tr: stuck(func(tr *StuckTaskResult) { tr.Created = ago(11 * time.Minute) }), repair: true,
-		},
-		"skips a resource pod still running": {
-			tr: stuck(), pod: pod(Container{Name: "main"}),
-		},
-		"skips a wait-container pod whose wait still runs": {
-			tr: stuck(), pod: pod(Container{Name: "wait"}, Container{Name: "main", Terminated: true, TerminatedAt: ago(time.Hour)}),
-		},
-		"skips executors terminated within the pod grace": {
-			tr: stuck(), pod: pod(Container{Name: "main", Terminated: true, TerminatedAt: ago(time.Minute)}),
-		},
-		"skips a pod gone recently": {
-			tr: stuck(func(tr *StuckTaskResult) { tr.NodeFinishedAt = ago(time.Minute) }),
-		},
-		"skips a pod gone with a young result and no node": {
-			tr: stuck(func(tr *StuckTaskResult) { tr.Created = ago(time.Minute) }),
-		},
-		"skips a result already true": {
-			tr:  stuck(func(tr *StuckTaskResult) { tr.Labels[LabelReportOutputsCompleted] = valueTrue }),
-			pod: pod(Container{Name: "main", Terminated: true, TerminatedAt: ago(time.Hour)}),
-		},
-		"skips a result without the workflow label": {
-			tr:  stuck(func(tr *StuckTaskResult) { delete(tr.Labels, LabelWorkflow) }),
-			pod: pod(Container{Name: "main", Terminated: true, TerminatedAt: ago(time.Hour)}),
-		},
-		"skips a terminated container without a termination time": {
-			tr: stuck(), pod: pod(Container{Name: "main", Terminated: true}),
-		},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			d := DecideStuckTaskResult(tc.tr, tc.pod, now, grace)
-			assert.NotEmpty(t, d.Reason)
-			if tc.repair {
-				assert.Equal(t, map[string]string{LabelReportOutputsCompleted: valueTrue}, d.Set)
-				assert.Equal(t, "A3", d.Rule)
-				applied := tc.tr
-				applied.Labels = map[string]string{LabelWorkflow: tc.tr.Labels[LabelWorkflow], LabelReportOutputsCompleted: valueTrue}
-				assert.False(t, DecideStuckTaskResult(applied, tc.pod, now, grace).Mutates(), "idempotent")
-			} else {
-				assert.False(t, d.Mutates(), d.Reason)
-			}
 		})
 	}
 }

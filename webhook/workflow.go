@@ -1,7 +1,10 @@
 package webhook
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -36,10 +39,20 @@ type Node struct {
 	FinishedAt       string `json:"finishedAt"`
 	Daemoned         bool   `json:"daemoned"`
 	TaskResultSynced *bool  `json:"taskResultSynced"`
+	// Outputs is the raw JSON of the node's outputs (what the controller has merged from the
+	// node's task result); nil when absent or null. It points into the request body: it is read
+	// during the decision and never kept.
+	Outputs json.RawMessage `json:"outputs"`
 }
 
 // WorkflowConfig is the operator's configuration rule B2 depends on.
 type WorkflowConfig struct {
+	// Disabled turns rule B2 off: every Workflow update is allowed unchanged.
+	Disabled bool
+	// Grace is how long every executor container of an incomplete entry's pod must have been
+	// terminated (or, when the pod is gone, how long ago its node finished) before B2 acts, so no
+	// executor write can still be on its way.
+	Grace time.Duration
 	// ControllerUsernames are the users whose updates B2 may act on (the workflow controller's
 	// service account); empty means any writer.
 	ControllerUsernames []string
@@ -54,6 +67,9 @@ type WorkflowConfig struct {
 // Decision is final.
 func PrecheckWorkflowLabels(wf Workflow, cfg WorkflowConfig) (Decision, bool) {
 	switch {
+	case cfg.Disabled:
+		// The operator turned B2 off (--enable-b2=false).
+		return noDecision("rule B2 is turned off"), false
 	case wf.Operation != opUpdate:
 		// B0: never on CREATE (submit, resubmit), DELETE or CONNECT.
 		return noDecision(fmt.Sprintf("operation %s is never mutated", wf.Operation)), false
@@ -115,17 +131,94 @@ func PrecheckWorkflow(wf Workflow, cfg WorkflowConfig) (Decision, []string, bool
 	return Decision{}, incomplete, true
 }
 
+// StoredTaskResult is what rule B2 reads of an incomplete entry's WorkflowTaskResult as the API
+// server holds it (a quorum read), which may be ahead of what the controller's informer has seen.
+type StoredTaskResult struct {
+	// Labels are its labels (nil when it has none).
+	Labels map[string]string
+	// Outputs is the raw JSON of its outputs; nil when absent or null.
+	Outputs json.RawMessage
+}
+
+// WorkflowFacts are the read-only facts rule B2 decides on besides the request, for the node IDs
+// PrecheckWorkflow returns (the incomplete entries).
+type WorkflowFacts struct {
+	// Now is the time of the decision.
+	Now time.Time
+	// Pods maps node IDs to their pods; a missing or nil entry means the pod is gone.
+	Pods map[string]*Pod
+	// TaskResults maps node IDs to their stored task results. A nil entry means the task result
+	// does not exist (deleted); a missing entry means it was not read, and B2 declines.
+	TaskResults map[string]*StoredTaskResult
+}
+
+// CheckWorkflowPods applies rule B2's conditions on the pods of the incomplete entries: every
+// executor container terminated at least cfg.Grace ago, or the pod gone and its node finished at
+// least cfg.Grace ago. When it returns false the Decision is final and no task result is read.
+func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pods map[string]*Pod, now time.Time) (Decision, bool) {
+	for _, id := range incomplete {
+		p := pods[id]
+		if p == nil {
+			// The pod is gone: its executors cannot write any more once its token is rejected.
+			// The node's finishedAt stands in for the executors' end.
+			finished, err := time.Parse(time.RFC3339, wf.Nodes[id].FinishedAt)
+			if err != nil {
+				return noDecision("node " + id + " finishedAt is not a timestamp"), false
+			}
+			if since := now.Sub(finished); since < cfg.Grace {
+				return noDecision(fmt.Sprintf("pod of node %s gone; node finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
+			}
+			continue
+		}
+		if p.executorRunning() {
+			return noDecision("pod " + p.Name + " of node " + id + " has an executor container still running"), false
+		}
+		last, ok := p.executorsEndedAt()
+		if !ok {
+			return noDecision("pod " + p.Name + " of node " + id + " reports no termination time for an executor container"), false
+		}
+		if since := now.Sub(last); since < cfg.Grace {
+			// An executor's last writes may still be on their way (or the controller's
+			// task-result informer may not have them yet); Argo waits for them, so do we.
+			return noDecision(fmt.Sprintf("executors of pod %s terminated %s ago, under the %s grace", p.Name, since.Round(time.Second), cfg.Grace)), false
+		}
+	}
+	return Decision{}, true
+}
+
 // DecideWorkflow decides rule B2 (controllers v3.5.3–v3.5.5: phase terminal, completed="false",
-// held back only by task results that can no longer change). pods maps the node IDs returned by
-// PrecheckWorkflow to their pods; a missing or nil entry means the pod is gone.
-func DecideWorkflow(wf Workflow, cfg WorkflowConfig, pods map[string]*Pod) Decision {
+// held back only by task results that can no longer change and whose outputs the nodes already
+// carry). It is pure: the pods and task results in facts are read by the caller.
+//
+// Why no write can still land, and nothing is lost, when it acts: every executor of every
+// incomplete entry has been terminated for cfg.Grace (or its pod is gone and its node finished
+// that long ago), so no executor write is in flight; and the task result as the API server
+// stores it is not "true" (else the controller completes the workflow itself once its informer
+// catches up) and holds no outputs that status.nodes[id].outputs lacks. Completing the workflow
+// makes the controller delete the task results in the same reconcile, so this last condition
+// is what keeps outputs the controller has not merged yet from being lost.
+func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decision {
 	d, incomplete, ok := PrecheckWorkflow(wf, cfg)
 	if !ok {
 		return d
 	}
+	if d, ok := CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
+		return d
+	}
 	for _, id := range incomplete {
-		if p := pods[id]; p != nil && p.executorRunning() {
-			return noDecision("pod " + p.Name + " of node " + id + " has an executor container still running")
+		tr, read := facts.TaskResults[id]
+		switch {
+		case !read:
+			return noDecision("task result " + id + " was not read")
+		case tr == nil:
+			// Deleted: it holds nothing that could be lost, and no executor will write it again.
+			continue
+		case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
+			// The controller's informer lags the API server; it completes the workflow itself,
+			// with the outputs, once it sees this.
+			return noDecision("task result " + id + " is already complete at the API server; the controller will complete the workflow")
+		case !outputsCarried(tr.Outputs, wf.Nodes[id].Outputs):
+			return noDecision("task result " + id + " holds outputs that node " + id + " does not carry yet")
 		}
 	}
 	finishedAt, ok := latestFinishedAt(wf.Nodes)
@@ -140,8 +233,64 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, pods map[string]*Pod) Decis
 		Set:    set,
 		Status: &StatusChange{FinishedAt: finishedAt, CompleteTaskResults: incomplete},
 		Rule:   "B2",
-		Reason: fmt.Sprintf("phase %s held incomplete only by %d finished task result(s)", wf.Phase, len(incomplete)),
+		Reason: fmt.Sprintf("phase %s held incomplete only by %d finished task result(s) whose outputs the nodes carry", wf.Phase, len(incomplete)),
 	}
+}
+
+// outputsCarried reports whether every output a task result holds is on its node. The
+// controller merges a task result into its node by copying each field of its outputs
+// (taskResultReconciliation: result.Outputs.DeepCopyInto(node.Outputs)), so each key of the
+// task result's outputs must have an equal value on the node. Empty values (null, "", [], {})
+// count as absent: the controller's encoding omits them. Anything unreadable is not carried.
+func outputsCarried(result, node json.RawMessage) bool {
+	want, ok := outputFields(result)
+	if !ok {
+		return false
+	}
+	if len(want) == 0 {
+		return true
+	}
+	have, ok := outputFields(node)
+	if !ok {
+		return false
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(v, have[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// outputFields decodes an outputs object, dropping empty values; nil or null is no fields.
+func outputFields(raw json.RawMessage) (map[string]any, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, true
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, false
+	}
+	for k, v := range m {
+		switch v := v.(type) {
+		case nil:
+			delete(m, k)
+		case string:
+			if v == "" {
+				delete(m, k)
+			}
+		case []any:
+			if len(v) == 0 {
+				delete(m, k)
+			}
+		case map[string]any:
+			if len(v) == 0 {
+				delete(m, k)
+			}
+		}
+	}
+	return m, true
 }
 
 // nodeFulfilled is Argo's NodeStatus.Fulfilled for a non-daemoned node, synced-aware as in
@@ -174,4 +323,19 @@ func latestFinishedAt(nodes map[string]Node) (string, bool) {
 		}
 	}
 	return raw, raw != ""
+}
+
+// executorsEndedAt returns when the pod's last executor container terminated; false when an
+// executor container is not terminated or reports no time.
+func (p *Pod) executorsEndedAt() (time.Time, bool) {
+	var last time.Time
+	for _, c := range p.executorContainers() {
+		if !c.Terminated || c.TerminatedAt.IsZero() {
+			return time.Time{}, false
+		}
+		if c.TerminatedAt.After(last) {
+			last = c.TerminatedAt
+		}
+	}
+	return last, !last.IsZero()
 }

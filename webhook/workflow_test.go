@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,11 +35,43 @@ func stuckWorkflow(mods ...func(*Workflow)) Workflow {
 }
 
 func controllerOnly() WorkflowConfig {
-	return WorkflowConfig{ControllerUsernames: []string{controllerSA}}
+	return WorkflowConfig{ControllerUsernames: []string{controllerSA}, Grace: 2 * time.Minute}
+}
+
+// b2Now is ten minutes after stuckWorkflow's last node finished: past any grace.
+var b2Now = mustTime("2024-04-26T11:00:48Z")
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 func terminatedResourcePod() *Pod {
-	return &Pod{Name: "wf-main-1111111", Containers: []Container{{Name: "main", Terminated: true}}}
+	return &Pod{Name: "wf-main-1111111", Containers: []Container{{Name: "main", Terminated: true, TerminatedAt: mustTime("2024-04-26T10:50:41Z")}}}
+}
+
+// storedFalse is the incomplete task result as the API server holds it: "false", no outputs.
+func storedFalse() map[string]*StoredTaskResult {
+	return map[string]*StoredTaskResult{"wf-1111111": {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: valueFalse}}}
+}
+
+// withOutputs returns the stored task result of wf-1111111 holding outputs.
+func withOutputs(outputs string) map[string]*StoredTaskResult {
+	trs := storedFalse()
+	trs["wf-1111111"].Outputs = json.RawMessage(outputs)
+	return trs
+}
+
+// nodeOutputs sets the outputs the controller merged into node wf-1111111.
+func nodeOutputs(outputs string) func(*Workflow) {
+	return func(wf *Workflow) {
+		n := wf.Nodes["wf-1111111"]
+		n.Outputs = json.RawMessage(outputs)
+		wf.Nodes["wf-1111111"] = n
+	}
 }
 
 func TestDecideWorkflow(t *testing.T) {
@@ -48,6 +82,8 @@ func TestDecideWorkflow(t *testing.T) {
 		wf       Workflow
 		cfg      WorkflowConfig
 		pods     map[string]*Pod
+		trs      map[string]*StoredTaskResult // nil: storedFalse()
+		now      time.Time                    // zero: b2Now
 		wantSet  map[string]string
 		wantStat *StatusChange
 	}{
@@ -177,6 +213,66 @@ func TestDecideWorkflow(t *testing.T) {
 			}),
 			cfg: controllerOnly(), pods: gone,
 		},
+		// Never before the executors' writes have landed and reached the nodes.
+		"waits out the grace after the executors terminated": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:51:11Z"),
+		},
+		"waits out the grace after a gone pod's node finished": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: gone, now: mustTime("2024-04-26T10:51:11Z"),
+		},
+		"completes once the grace has passed since the executors terminated": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:52:41Z"), wantSet: completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"ignores an executor container that reports no termination time": {
+			wf: stuckWorkflow(), cfg: controllerOnly(),
+			pods: map[string]*Pod{"wf-1111111": {Name: "p", Containers: []Container{{Name: "main", Terminated: true}}}},
+		},
+		"ignores a wait pod whose wait container terminated within the grace although main ended long ago": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), now: mustTime("2024-04-26T10:52:00Z"),
+			pods: map[string]*Pod{"wf-1111111": {Name: "p", Containers: []Container{
+				{Name: "main", Terminated: true, TerminatedAt: mustTime("2024-04-26T10:40:00Z")},
+				{Name: "wait", Terminated: true, TerminatedAt: mustTime("2024-04-26T10:51:00Z")}}}},
+		},
+		"ignores a task result already complete at the API server (the controller's informer lags)": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated,
+			trs: map[string]*StoredTaskResult{"wf-1111111": {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: valueTrue}}},
+		},
+		"ignores a task result holding outputs the node does not carry yet (late ReportOutputs)": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated,
+			trs: withOutputs(`{"parameters":[{"name":"p","value":"v"}],"exitCode":"0"}`),
+		},
+		"ignores a task result whose outputs differ from the node's": {
+			wf:  stuckWorkflow(nodeOutputs(`{"parameters":[{"name":"p","value":"old"}],"exitCode":"0"}`)),
+			cfg: controllerOnly(), pods: terminated,
+			trs: withOutputs(`{"parameters":[{"name":"p","value":"v"}],"exitCode":"0"}`),
+		},
+		"ignores a task result whose outputs are not an object": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: withOutputs(`"garbage"`),
+		},
+		"completes when the node carries the task result's outputs (wait died after ReportOutputs)": {
+			wf:  stuckWorkflow(nodeOutputs(`{"exitCode":"0","parameters":[{"value":"v","name":"p"}],"artifacts":[]}`)),
+			cfg: controllerOnly(), pods: terminated,
+			trs:      withOutputs(`{"parameters":[{"name":"p","value":"v"}],"exitCode":"0"}`),
+			wantSet:  completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"completes when the task result's outputs are empty values": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: withOutputs(`{"parameters":[],"result":""}`),
+			wantSet:  completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"completes when the task result is gone": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: map[string]*StoredTaskResult{"wf-1111111": nil},
+			wantSet:  completes,
+			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
+		},
+		"ignores a task result that was not read": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: map[string]*StoredTaskResult{},
+		},
+		"ignores everything when B2 is turned off": {
+			wf: stuckWorkflow(), cfg: WorkflowConfig{Disabled: true, ControllerUsernames: []string{controllerSA}}, pods: terminated,
+		},
 		"ignores a node finishedAt that is not a timestamp": {
 			wf: stuckWorkflow(func(wf *Workflow) {
 				wf.Nodes["wf"] = Node{Type: "Steps", Phase: phaseSucceeded, FinishedAt: "yesterday"}
@@ -186,7 +282,14 @@ func TestDecideWorkflow(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			d := DecideWorkflow(tc.wf, tc.cfg, tc.pods)
+			trs, now := tc.trs, tc.now
+			if trs == nil {
+				trs = storedFalse()
+			}
+			if now.IsZero() {
+				now = b2Now
+			}
+			d := DecideWorkflow(tc.wf, tc.cfg, WorkflowFacts{Now: now, Pods: tc.pods, TaskResults: trs})
 			assert.Equal(t, tc.wantSet, d.Set)
 			assert.Equal(t, tc.wantStat, d.Status)
 			assert.NotEmpty(t, d.Reason)
@@ -201,7 +304,8 @@ func TestDecideWorkflow(t *testing.T) {
 
 func TestDecideWorkflowIsIdempotent(t *testing.T) {
 	wf := stuckWorkflow()
-	first := DecideWorkflow(wf, controllerOnly(), nil)
+	facts := WorkflowFacts{Now: b2Now, TaskResults: storedFalse()}
+	first := DecideWorkflow(wf, controllerOnly(), facts)
 	require.True(t, first.Mutates())
 
 	wf.Labels[LabelCompleted] = first.Set[LabelCompleted]
@@ -209,7 +313,7 @@ func TestDecideWorkflowIsIdempotent(t *testing.T) {
 	for _, id := range first.Status.CompleteTaskResults {
 		wf.TaskResultsCompletion[id] = true
 	}
-	second := DecideWorkflow(wf, controllerOnly(), nil)
+	second := DecideWorkflow(wf, controllerOnly(), facts)
 	assert.False(t, second.Mutates(), "running B2 on its own output decides nothing")
 }
 

@@ -60,6 +60,8 @@ type WebhookOptions struct {
 	Mode webhook.Mode
 	// ControllerUsernames are the workflow controller's users (rule B2).
 	ControllerUsernames []string
+	// B2Grace is rule B2's grace; zero means the default (2m).
+	B2Grace time.Duration
 	// Log receives the webhook's logs.
 	Log logr.Logger
 	// CertDir, when set, is served instead of a fresh certificate, and CAPEM is its CA.
@@ -101,6 +103,7 @@ func StartWebhook(o WebhookOptions) (*Webhook, error) {
 		RESTConfig:             o.RESTConfig,
 		Mode:                   o.Mode,
 		ControllerUsernames:    o.ControllerUsernames,
+		B2Grace:                o.B2Grace,
 		ShutdownDelay:          0,
 		Log:                    o.Log,
 	}
@@ -211,6 +214,43 @@ func Register(ctx context.Context, admin client.Client, w *Webhook, probeNamespa
 		return fmt.Errorf("registering the webhook configuration: %w", err)
 	}
 	return waitCalled(ctx, admin, w, probeNamespace)
+}
+
+// RegisterTaskResultsUnreachable registers the shipped configuration with the Workflow webhook
+// pointing at w and the WorkflowTaskResult webhook at a closed port: the executor's writes go
+// through unpatched (failurePolicy Ignore), as during an outage of the webhook, while the
+// controller's updates still reach w.
+func RegisterTaskResultsUnreachable(ctx context.Context, admin client.Client, w *Webhook) error {
+	mwc, err := LoadWebhookConfig()
+	if err != nil {
+		return err
+	}
+	closed, err := FreePort()
+	if err != nil {
+		return err
+	}
+	for i := range mwc.Webhooks {
+		url := w.URL + *mwc.Webhooks[i].ClientConfig.Service.Path
+		if *mwc.Webhooks[i].ClientConfig.Service.Path == webhook.TaskResultPath {
+			url = "https://127.0.0.1:" + strconv.Itoa(closed) + webhook.TaskResultPath
+		}
+		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CAPEM}
+	}
+	var existing admissionregistrationv1.MutatingWebhookConfiguration
+	err = admin.Get(ctx, client.ObjectKey{Name: mwc.Name}, &existing)
+	switch {
+	case err == nil:
+		mwc.ResourceVersion = existing.ResourceVersion
+		err = admin.Update(ctx, mwc)
+	case apierrors.IsNotFound(err):
+		err = admin.Create(ctx, mwc)
+	}
+	if err != nil {
+		return fmt.Errorf("registering the webhook configuration: %w", err)
+	}
+	// The API server picks the configuration up through an informer (see Unregister).
+	time.Sleep(time.Second)
+	return nil
 }
 
 // Unregister deletes the configuration; writes are then admitted without any call.

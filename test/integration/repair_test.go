@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -25,8 +27,10 @@ import (
 
 const repairNS = "repair"
 
-// stuckShape creates a workflow (with its node's finishedAt when given), optionally the node's
-// pod with container states, and the task result as argoexec v3.5.4 left it (outputs, "false").
+// stuckShape creates a workflow whose Pod node is the task result's (Running while its pod
+// exists, the v3.5.5+ stuck shape; Error with its finishedAt when given once the pod is gone),
+// optionally the node's pod with container states, and the task result as argoexec v3.5.4 left it
+// (outputs, "false", owned by the workflow).
 type stuckShape struct {
 	name           string
 	wait           bool
@@ -35,26 +39,27 @@ type stuckShape struct {
 	nodeFinishedAt time.Duration // how long ago; 0 for none
 	label          string        // task result label; "" for "false"
 	noWorkflow     bool          // task result without the workflow label
+	namespace      string        // "" for repairNS
 }
 
 func (s stuckShape) create(t *testing.T, now time.Time) node {
 	t.Helper()
 	ctx := context.Background()
+	ns := s.namespace
+	if ns == "" {
+		ns = repairNS
+	}
 	n := newNode(t, s.name, s.wait)
-	nodeStatus := map[string]any{"id": n.id, "type": "Pod", "phase": "Succeeded"}
+	nodeStatus := map[string]any{"id": n.id, "type": "Pod", "phase": "Running"}
+	if s.pod == "" {
+		nodeStatus["phase"] = "Error"
+	}
 	if s.nodeFinishedAt > 0 {
 		nodeStatus["finishedAt"] = now.Add(-s.nodeFinishedAt).UTC().Format(time.RFC3339)
 	}
-	wf := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-		"metadata": map[string]any{"name": n.workflow, "namespace": repairNS,
-			"labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: "Succeeded"}},
-		"spec":   map[string]any{"entrypoint": "main"},
-		"status": map[string]any{"phase": "Succeeded", "nodes": map[string]any{n.id: nodeStatus}},
-	}}
-	require.NoError(t, admin.Create(ctx, wf))
+	n = createWorkflow(t, ns, n, "Running", map[string]any{n.id: nodeStatus})
 	if s.pod != "" {
-		pod := createPod(t, repairNS, n)
+		pod := createPod(t, ns, n)
 		for _, c := range pod.Spec.Containers {
 			st := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image}
 			if s.pod == "terminated" {
@@ -71,7 +76,7 @@ func (s stuckShape) create(t *testing.T, now time.Time) node {
 	if label == "" {
 		label = "false"
 	}
-	tr := taskResult(repairNS, n, label, resourceOutputs("x"))
+	tr := taskResult(ns, n, label, resourceOutputs("x"))
 	if s.noWorkflow {
 		l := tr.GetLabels()
 		delete(l, webhook.LabelWorkflow)
@@ -79,6 +84,23 @@ func (s stuckShape) create(t *testing.T, now time.Time) node {
 	}
 	// Created while no webhook is registered: stuck as it was before the webhook was installed.
 	require.NoError(t, admin.Create(ctx, tr))
+	return n
+}
+
+// createWorkflow creates the node's Workflow, labelled and phased as the controller leaves a
+// running one, with those status.nodes, and returns the node with the Workflow's UID, which its
+// pod and task result then carry as owner.
+func createWorkflow(t *testing.T, ns string, n node, phase string, nodes map[string]any) node {
+	t.Helper()
+	wf := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": n.workflow, "namespace": ns,
+			"labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: phase}},
+		"spec":   map[string]any{"entrypoint": "main"},
+		"status": map[string]any{"phase": phase, "nodes": nodes},
+	}}
+	require.NoError(t, admin.Create(context.Background(), wf))
+	n.wfUID = wf.GetUID()
 	return n
 }
 
@@ -175,6 +197,7 @@ func TestRepairNeverOverwritesAConcurrentWrite(t *testing.T) {
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	n := newNode(t, "race", false)
+	n = createWorkflow(t, ns, n, "Running", map[string]any{n.id: map[string]any{"id": n.id, "type": "Pod", "phase": "Running"}})
 	pod := createPod(t, ns, n)
 	now := time.Now()
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", Image: "i", ImageID: "i",
@@ -201,6 +224,161 @@ func TestRepairNeverOverwritesAConcurrentWrite(t *testing.T) {
 	assert.Equal(t, "true", u.GetLabels()[webhook.LabelReportOutputsCompleted])
 }
 
+// updateWorkflow reads Workflow ns/name, applies change and writes it back (the Workflow CRD
+// has no status subresource: one update carries labels and status, as `argo retry` sends it).
+func updateWorkflow(t *testing.T, ns, name string, change func(wf *unstructured.Unstructured)) {
+	t.Helper()
+	wf := &unstructured.Unstructured{}
+	wf.SetGroupVersionKind(workflowGVK)
+	require.NoError(t, admin.Get(context.Background(), clientKey(ns, name), wf))
+	change(wf)
+	require.NoError(t, admin.Update(context.Background(), wf))
+}
+
+// After `argo retry` the failed node's ID is reused, and a task result left "false" by the
+// failed attempt is still there: flipping it before the new attempt's executor has finished
+// would complete the new attempt without its outputs. The repair runs at each step between the
+// retry and the new attempt's end, its clock a day ahead (past every grace, however the old
+// result's and the old node's ages are counted), and flips nothing until the new attempt's own
+// executors have terminated.
+func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
+	ctx := context.Background()
+	const ns = "repair-retry"
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	require.NoError(t, unregister(ctx))
+	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
+	later := func() time.Time { return time.Now().Add(24 * time.Hour) }
+	run := func(step string) (repair.Summary, string) {
+		t.Helper()
+		var out bytes.Buffer
+		sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: later, Out: &out, Err: &bytes.Buffer{}})
+		require.NoError(t, err, "%s: %s", step, out.String())
+		fmt.Printf("repair --apply %s:\n%s", step, out.String())
+		return sum, out.String()
+	}
+
+	// Attempt 1: node X of a container template failed; its wait container died before
+	// FinalizeOutput, so its task result stayed "false"; then its pod was deleted.
+	n := newNode(t, "retry", true)
+	failedAt := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	n = createWorkflow(t, ns, n, "Failed", map[string]any{
+		n.id: map[string]any{"id": n.id, "type": "Pod", "phase": "Failed", "finishedAt": failedAt}})
+	oldPod := createPod(t, ns, n)
+	require.NoError(t, admin.Create(ctx, taskResult(ns, n, "false", resourceOutputs("attempt-1"))))
+	require.NoError(t, admin.Delete(ctx, oldPod))
+	require.True(t, apierrors.IsNotFound(admin.Get(ctx, clientKey(ns, oldPod.Name), &corev1.Pod{})), "the old pod is gone")
+
+	// Control: as it stands (pod gone, node finished long ago) the result is one A3 repairs; only
+	// the retry below holds it back.
+	var out bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Now: later, Out: &out, Err: &bytes.Buffer{}})
+	require.NoError(t, err)
+	require.Equal(t, repair.Summary{Scanned: 1, Repair: 1}, sum, out.String())
+
+	// `argo retry` (FormulateRetryWorkflow, workflow/util/util.go): one update that removes the
+	// completed label, sets the phase label and status.phase Running, clears finishedAt and
+	// deletes the failed Pod node from status.nodes (the controller re-creates it, same ID).
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		labels := wf.GetLabels()
+		delete(labels, webhook.LabelCompleted)
+		labels[webhook.LabelPhase] = "Running"
+		wf.SetLabels(labels)
+		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "phase"))
+		unstructured.RemoveNestedField(wf.Object, "status", "finishedAt")
+		unstructured.RemoveNestedField(wf.Object, "status", "nodes", n.id)
+	})
+	sum, report := run("after the retry, node removed")
+	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
+	assert.Contains(t, report, "workflow has no node "+n.id)
+	label, _ := persistedLabel(t, ns, n)
+	assert.Equal(t, "false", label, "no node: the retry's attempt is still to come")
+
+	// The controller re-creates node X Pending for the new attempt.
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		require.NoError(t, unstructured.SetNestedMap(wf.Object, map[string]any{"id": n.id, "type": "Pod", "phase": "Pending"}, "status", "nodes", n.id))
+	})
+	sum, report = run("node re-created Pending")
+	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
+	assert.Contains(t, report, "node "+n.id+" is Pending")
+	label, _ = persistedLabel(t, ns, n)
+	assert.Equal(t, "false", label)
+
+	// The new attempt's pod runs (same name, same node ID), its executor containers running.
+	newPod := createPod(t, ns, n)
+	newPod.Status.Phase = corev1.PodRunning
+	for _, c := range newPod.Spec.Containers {
+		newPod.Status.ContainerStatuses = append(newPod.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
+	}
+	require.NoError(t, admin.Status().Update(ctx, newPod))
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "nodes", n.id, "phase"))
+	})
+	sum, report = run("new attempt running")
+	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
+	assert.Contains(t, report, "executor container wait of pod "+n.pod+" has not terminated")
+	label, _ = persistedLabel(t, ns, n)
+	assert.Equal(t, "false", label, "never while the new attempt's executor could still write")
+
+	// The new attempt's executors terminate without finalizing: judged on its own containers,
+	// the result is repaired once they have been terminated for the pod grace.
+	terminatePod(t, newPod)
+	sum, report = run("new attempt's executors terminated")
+	assert.Equal(t, repair.Summary{Scanned: 1, Repaired: 1}, sum)
+	assert.Contains(t, report, "every executor container of pod "+n.pod+" terminated")
+	label, _ = persistedLabel(t, ns, n)
+	assert.Equal(t, "true", label)
+}
+
+// --namespaces scans each listed namespace in turn, so it needs no cluster-wide permission: it
+// runs as a user whose Roles are in those namespaces only, and leaves every other alone.
+func TestRepairScansEachListedNamespace(t *testing.T) {
+	ctx := context.Background()
+	listed, other := []string{"repair-ns-a", "repair-ns-b"}, "repair-ns-c"
+	require.NoError(t, unregister(ctx))
+	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
+	const user = "repair-namespaced"
+	nodes := map[string]node{}
+	for _, ns := range append([]string{other}, listed...) {
+		require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+		nodes[ns] = stuckShape{name: "safe-" + ns, pod: "terminated", terminatedAgo: 5 * time.Minute, namespace: ns}.create(t, time.Now())
+	}
+	for _, ns := range listed {
+		require.NoError(t, admin.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: user, Namespace: ns},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows"}, Verbs: []string{"get", "list"}},
+				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list", "patch"}},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+			},
+		}))
+		require.NoError(t, admin.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: user, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: user},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+		}))
+	}
+	cfg := rest.CopyConfig(adminCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+
+	// All namespaces at once is refused to this user: the scan must go namespace by namespace.
+	_, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, AllNamespaces: true, Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "forbidden")
+
+	var out, progress bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, Namespaces: listed, Apply: true, Out: &out, Err: &progress})
+	require.NoError(t, err, out.String())
+	assert.Equal(t, repair.Summary{Scanned: 2, Repaired: 2}, sum, out.String())
+	for _, ns := range listed {
+		assert.Contains(t, progress.String(), "scanned 1 task result(s) not complete in namespace "+ns)
+		label, _ := persistedLabel(t, ns, nodes[ns])
+		assert.Equal(t, "true", label, ns)
+	}
+	label, _ := persistedLabel(t, other, nodes[other])
+	assert.Equal(t, "false", label, "a namespace not listed is left alone")
+}
+
 func TestRepairFailsClearlyOnBadInput(t *testing.T) {
 	unreachable := rest.CopyConfig(adminCfg)
 	unreachable.Host = "https://127.0.0.1:1"
@@ -218,6 +396,10 @@ func TestRepairFailsClearlyOnBadInput(t *testing.T) {
 	_, err = repair.Run(context.Background(), repair.Options{RESTConfig: adminCfg, Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "--namespace"), err.Error())
+
+	_, err = repair.Run(context.Background(), repair.Options{RESTConfig: adminCfg, Namespaces: []string{"a", "b"}, AllNamespaces: true, Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "give only one of --namespace, --namespaces and --all-namespaces")
 }
 
 // Against an API server without Argo's CRDs the repair stops with one line that says so.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -55,7 +58,30 @@ func toStuckShape(wf *unstructured.Unstructured, n node) {
 	st["conditions"] = []any{map[string]any{"type": "PodRunning", "status": "False"}}
 	st["nodes"].(map[string]any)[n.id] = map[string]any{"id": n.id, "name": n.workflow, "type": "Pod", "phase": "Succeeded",
 		"templateName": "main", "startedAt": "2024-04-26T10:50:27Z", "finishedAt": "2024-04-26T10:50:41Z",
-		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "name", "value": "cm-4xq9z"}}, "exitCode": "0"}}
+		"outputs": stuckNodeOutputs()}
+}
+
+// terminatedLongAgo is when the pods of the B2 tests terminated: past the webhook's 2m grace.
+var terminatedLongAgo = 5 * time.Minute
+
+// terminatePodAgo reports every container of the pod terminated ago, as the kubelet would have.
+func terminatePodAgo(t *testing.T, pod *corev1.Pod, ago time.Duration) {
+	t.Helper()
+	at := metav1.NewTime(time.Now().Add(-ago).Truncate(time.Second))
+	pod.Status.Phase = corev1.PodSucceeded
+	pod.Status.ContainerStatuses = nil
+	for _, c := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: at, FinishedAt: at}},
+		})
+	}
+	require.NoError(t, admin.Status().Update(context.Background(), pod))
+}
+
+// stuckNodeOutputs are the outputs toStuckShape puts on the node.
+func stuckNodeOutputs() map[string]any {
+	return map[string]any{"parameters": []any{map[string]any{"name": "name", "value": "cm-4xq9z"}}, "exitCode": "0"}
 }
 
 func getWorkflow(t *testing.T, name string) *unstructured.Unstructured {
@@ -68,8 +94,11 @@ func getWorkflow(t *testing.T, name string) *unstructured.Unstructured {
 
 func TestControllerUpdateInStuckShapeIsCompleted(t *testing.T) {
 	wf, n := runningWorkflow(t, "b2")
+	// The #12985 task result: "false", its outputs already merged into the node. Written before
+	// its pod is known to the webhook, so A1 leaves it alone (as during an outage).
+	require.NoError(t, admin.Create(context.Background(), taskResult(argoNS, n, "false", stuckNodeOutputs())))
 	pod := createPod(t, argoNS, n)
-	terminatePod(t, pod)
+	terminatePodAgo(t, pod, terminatedLongAgo)
 	controller, _ := clientAs(t, controllerSA, "")
 
 	toStuckShape(wf, n)
@@ -115,7 +144,7 @@ func TestControllerUpdatesOutsideTheStuckShapeAreUntouched(t *testing.T) {
 			wf, n := runningWorkflow(t, fmt.Sprintf("b2-broken-%d", i))
 			pod := createPod(t, argoNS, n)
 			if name != "the pod's executor is still running" {
-				terminatePod(t, pod)
+				terminatePodAgo(t, pod, terminatedLongAgo)
 			}
 			controller, _ := clientAs(t, controllerSA, "")
 			toStuckShape(wf, n)
@@ -145,7 +174,7 @@ func TestRunningShapeOfNewerControllersIsUntouched(t *testing.T) {
 func TestRetryThatRemovesTheCompletedLabelKeepsItRemoved(t *testing.T) {
 	wf, n := runningWorkflow(t, "retry")
 	pod := createPod(t, argoNS, n)
-	terminatePod(t, pod)
+	terminatePodAgo(t, pod, terminatedLongAgo)
 	controller, _ := clientAs(t, controllerSA, "")
 	toStuckShape(wf, n)
 	require.NoError(t, controller.Update(context.Background(), wf))
@@ -164,4 +193,90 @@ func TestRetryThatRemovesTheCompletedLabelKeepsItRemoved(t *testing.T) {
 	got := getWorkflow(t, n.workflow)
 	_, has := got.GetLabels()[webhook.LabelCompleted]
 	assert.False(t, has, "the completed label stays removed")
+}
+
+// B2 never completes a workflow while an executor write may still land or while the task result
+// at the API server holds outputs its node lacks: the controller would delete the task results
+// in the same reconcile and the outputs would be lost.
+func TestB2WaitsUntilNoOutputCanBeLost(t *testing.T) {
+	late := map[string]any{"parameters": []any{map[string]any{"name": "name", "value": "cm-late"}}, "exitCode": "0"}
+	cases := map[string]struct {
+		terminatedAgo time.Duration
+		taskResult    func(n node) *unstructured.Unstructured // nil: none stored
+		wantCompleted string
+	}{
+		"within the grace after the executors terminated": {
+			terminatedAgo: 10 * time.Second,
+			taskResult:    func(n node) *unstructured.Unstructured { return taskResult(argoNS, n, "false", stuckNodeOutputs()) },
+			wantCompleted: "false",
+		},
+		"the task result holds outputs the node lacks (the controller has not seen them yet)": {
+			terminatedAgo: terminatedLongAgo,
+			taskResult:    func(n node) *unstructured.Unstructured { return taskResult(argoNS, n, "false", late) },
+			wantCompleted: "false",
+		},
+		"the task result is already complete at the API server": {
+			terminatedAgo: terminatedLongAgo,
+			taskResult:    func(n node) *unstructured.Unstructured { return taskResult(argoNS, n, "true", stuckNodeOutputs()) },
+			wantCompleted: "false",
+		},
+		"the node carries the task result's outputs and the grace has passed": {
+			terminatedAgo: terminatedLongAgo,
+			taskResult:    func(n node) *unstructured.Unstructured { return taskResult(argoNS, n, "false", stuckNodeOutputs()) },
+			wantCompleted: "true",
+		},
+		"the task result no longer exists and the grace has passed": {
+			terminatedAgo: terminatedLongAgo,
+			wantCompleted: "true",
+		},
+	}
+	i := 0
+	for name, tc := range cases {
+		i++
+		t.Run(name, func(t *testing.T) {
+			wf, n := runningWorkflow(t, fmt.Sprintf("b2-lost-%d", i))
+			if tc.taskResult != nil {
+				// Written before its pod is known to the webhook, so A1 leaves it as it is.
+				tr := tc.taskResult(n)
+				require.NoError(t, admin.Create(context.Background(), tr))
+				t.Cleanup(func() { _ = admin.Delete(context.Background(), tr) })
+			}
+			pod := createPod(t, argoNS, n)
+			terminatePodAgo(t, pod, tc.terminatedAgo)
+			controller, _ := clientAs(t, controllerSA, "")
+			toStuckShape(wf, n)
+			require.NoError(t, controller.Update(context.Background(), wf))
+			got := getWorkflow(t, n.workflow)
+			assert.Equal(t, tc.wantCompleted, got.GetLabels()[webhook.LabelCompleted])
+			done, _, _ := unstructured.NestedBool(got.Object, "status", "taskResultsCompletionStatus", n.id)
+			assert.Equal(t, tc.wantCompleted == "true", done)
+		})
+	}
+}
+
+// The late-writes race, step by step: the first update declines because the late outputs are not
+// on the node; once the controller has merged them (its next update), B2 completes the workflow
+// and the outputs are on the node.
+func TestB2CompletesOnceTheLateOutputsReachTheNode(t *testing.T) {
+	wf, n := runningWorkflow(t, "b2-late")
+	late := map[string]any{"parameters": []any{map[string]any{"name": "name", "value": "cm-late"}}, "exitCode": "0"}
+	tr := taskResult(argoNS, n, "false", late) // before the pod: A1 leaves it alone
+	require.NoError(t, admin.Create(context.Background(), tr))
+	t.Cleanup(func() { _ = admin.Delete(context.Background(), tr) })
+	pod := createPod(t, argoNS, n)
+	terminatePodAgo(t, pod, terminatedLongAgo)
+	controller, _ := clientAs(t, controllerSA, "")
+
+	toStuckShape(wf, n)
+	require.NoError(t, controller.Update(context.Background(), wf))
+	wf = getWorkflow(t, n.workflow)
+	require.Equal(t, "false", wf.GetLabels()[webhook.LabelCompleted], "declined while the outputs are not on the node")
+
+	// The controller's task-result informer catches up: taskResultReconciliation merges them.
+	require.NoError(t, unstructured.SetNestedField(wf.Object, late, "status", "nodes", n.id, "outputs"))
+	require.NoError(t, controller.Update(context.Background(), wf))
+	got := getWorkflow(t, n.workflow)
+	assert.Equal(t, "true", got.GetLabels()[webhook.LabelCompleted])
+	outputs, _, _ := unstructured.NestedMap(got.Object, "status", "nodes", n.id, "outputs")
+	assert.Equal(t, late, outputs, "the late outputs are on the node")
 }

@@ -1,0 +1,88 @@
+package repair
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// parse binds the flags on a fresh flag set, parses args and applies the defaults.
+func parse(t *testing.T, args ...string) Options {
+	t.Helper()
+	var o Options
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.BindFlags(fs)
+	require.NoError(t, fs.Parse(args))
+	o.setDefaults()
+	return o
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args    []string
+		scanned []string // the namespaces scanned in turn; "" is every namespace
+		errs    []string // fragments of the error; none when valid
+	}{
+		"accepts one namespace":                    {args: []string{"--namespace", "argo"}, scanned: []string{"argo"}},
+		"accepts the -n shorthand":                 {args: []string{"-n", "argo"}, scanned: []string{"argo"}},
+		"accepts every namespace":                  {args: []string{"--all-namespaces"}, scanned: []string{""}},
+		"accepts a comma-separated namespace list": {args: []string{"--namespaces", "team-a,team-b"}, scanned: []string{"team-a", "team-b"}},
+		"accepts --namespaces repeated":            {args: []string{"--namespaces", "team-a", "--namespaces=team-b,team-c"}, scanned: []string{"team-a", "team-b", "team-c"}},
+		"refuses no namespace choice": {
+			errs: []string{"give --namespace <ns>, --namespaces <ns1,ns2> or --all-namespaces"},
+		},
+		"refuses --namespace with --all-namespaces": {
+			args: []string{"-n", "argo", "-A"}, errs: []string{"give only one of --namespace, --namespaces and --all-namespaces, not --namespace and --all-namespaces"},
+		},
+		"refuses --namespaces with --namespace": {
+			args: []string{"--namespaces", "a,b", "-n", "argo"}, errs: []string{"not --namespace and --namespaces"},
+		},
+		"refuses --namespaces with --all-namespaces": {
+			args: []string{"--namespaces", "a,b", "-A"}, errs: []string{"not --namespaces and --all-namespaces"},
+		},
+		"refuses an empty name in --namespaces": {
+			args: []string{"--namespaces", "a,,b"}, errs: []string{`--namespaces "a,,b": an empty name (a stray comma?)`},
+		},
+		"refuses an empty --namespaces": {
+			args: []string{"--namespaces", ""}, errs: []string{"an empty name"},
+		},
+		"refuses a namespace listed twice": {
+			args: []string{"--namespaces", "a,b,a"}, errs: []string{"--namespaces: a is listed twice"},
+		},
+		"refuses a name that is not a namespace name": {
+			args: []string{"--namespaces", "a,Team_B"}, errs: []string{`--namespaces: "Team_B" is not a namespace name`},
+		},
+		"refuses a bad --namespace": {
+			args: []string{"-n", "a b"}, errs: []string{`--namespace: "a b" is not a namespace name`},
+		},
+		"reports every invalid option at once": {
+			args: []string{"--namespaces", "a,a", "-o", "yaml"}, errs: []string{"a is listed twice", "-o must be table or json"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := parse(t, tc.args...)
+			err := o.Validate()
+			if len(tc.errs) == 0 {
+				require.NoError(t, err)
+				assert.Equal(t, tc.scanned, o.namespaces())
+				return
+			}
+			require.Error(t, err)
+			for _, e := range tc.errs {
+				assert.Contains(t, err.Error(), e)
+			}
+		})
+	}
+}
+
+func TestOptionsValidateRefusesAnEmptyNamespaceList(t *testing.T) {
+	o := Options{Namespaces: []string{}}
+	o.setDefaults()
+	err := o.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--namespaces: no namespace given")
+}
