@@ -1,7 +1,9 @@
 // Package deploy validates deploy/ on a real kube-apiserver v1.37.2 with Argo's and cert-manager's
 // CRDs installed: the kustomize output is accepted by server-side dry-run, the RBAC is exactly
-// enough for the webhook, and cert-manager's certificate hand-off (Secret files, CA injection,
-// rotation) works with the real API server calling the webhook.
+// enough for the webhook and the repair, in the base and in each overlay (the audit overlay's
+// repair only reports and cannot patch; the scoped overlay's reads and patches only in its
+// namespaces), and cert-manager's certificate hand-off (Secret files, CA injection, rotation)
+// works with the real API server calling the webhook.
 package deploy
 
 import (

@@ -7,7 +7,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,14 +30,22 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 			ctx := context.Background()
 			// Namespaced objects can only be dry-run into a namespace that exists: dry-run the
 			// Namespace like everything else, then create it for real.
+			rendered := map[string]bool{}
 			for _, o := range objs {
 				if o.GetKind() != "Namespace" {
 					continue
 				}
+				rendered[o.GetName()] = true
 				err := c.Get(ctx, client.ObjectKeyFromObject(o), o.DeepCopy())
 				if apierrors.IsNotFound(err) {
 					require.NoError(t, c.Create(ctx, o.DeepCopy(), client.DryRunAll), "dry-run %s", o.GetName())
 					require.NoError(t, c.Create(ctx, o.DeepCopy()))
+				}
+			}
+			// The scoped overlay's Roles live in Argo's namespace, which Argo's install creates.
+			for _, o := range objs {
+				if ns := o.GetNamespace(); ns != "" && !rendered[ns] {
+					ensureNamespace(t, ns)
 				}
 			}
 			for _, o := range objs {
@@ -46,6 +56,15 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 			}
 			assert.Empty(t, w.All(), "no warnings (Pod Security 'restricted' is enforced on the namespace)")
 		})
+	}
+}
+
+// ensureNamespace creates namespace name unless it exists.
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	err := admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err, "creating namespace %s", name)
 	}
 }
 

@@ -1,0 +1,257 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
+	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
+	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+)
+
+// overlay is one install of deploy/: its repair CronJob's arguments, what its accounts may do,
+// and what its repair run makes of a stuck task result in the scoped namespace and one outside.
+type overlay struct {
+	dir        string
+	repairArgs []string
+	webhook    access
+	repair     access
+	// verdicts is the repair's verdict per namespace; a namespace absent is never scanned.
+	verdicts map[string]string
+}
+
+// overlays are the three installs of deploy/.
+var overlays = map[string]overlay{
+	"the base repairs every namespace": {
+		dir:        "deploy",
+		repairArgs: []string{"repair", "--all-namespaces", "--apply"},
+		webhook:    everywhere(webhookGrants),
+		repair:     everywhere(repairGrants),
+		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepaired, outsideNamespace: repair.VerdictRepaired},
+	},
+	"the audit overlay only reports and cannot patch anywhere": {
+		dir:        "deploy/overlays/audit",
+		repairArgs: []string{"repair", "--all-namespaces"},
+		webhook:    everywhere(webhookGrants),
+		repair:     everywhere(repairReadGrants),
+		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepair, outsideNamespace: repair.VerdictRepair},
+	},
+	"the scoped overlay reads and repairs only in its namespaces": {
+		dir:        "deploy/overlays/scoped",
+		repairArgs: []string{"repair", "--namespaces=" + scopedNamespace, "--apply"},
+		webhook:    access{scopedNamespace: webhookGrants},
+		repair:     access{scopedNamespace: repairGrants},
+		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepaired},
+	},
+}
+
+// taskResults is the resource the repair patches.
+var taskResults = schema.GroupResource{Group: "argoproj.io", Resource: "workflowtaskresults"}
+
+// containerArgs returns the arguments of the first container of the rendered kind/name, whose
+// pod template is at path.
+func containerArgs(t *testing.T, objs []*unstructured.Unstructured, kind, name string, path ...string) []string {
+	t.Helper()
+	containers, _, err := unstructured.NestedSlice(find(t, objs, kind, name).Object, append(path, "containers")...)
+	require.NoError(t, err)
+	require.NotEmpty(t, containers, "%s %s has a container", kind, name)
+	return toStrings(containers[0].(map[string]any)["args"])
+}
+
+// repairArgs returns the arguments of the rendered repair CronJob.
+func repairArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
+	t.Helper()
+	return containerArgs(t, objs, "CronJob", repairAccount, "spec", "jobTemplate", "spec", "template", "spec")
+}
+
+// repairOptions parses args as the repair command does, and validates them.
+func repairOptions(t *testing.T, args []string) repair.Options {
+	t.Helper()
+	require.NotEmpty(t, args)
+	require.Equal(t, "repair", args[0], "the CronJob runs the repair command")
+	var o repair.Options
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.BindFlags(fs)
+	require.NoError(t, fs.Parse(args[1:]), "the repair command accepts %q", args)
+	require.NoError(t, o.Validate(), "the repair command accepts %q", args)
+	return o
+}
+
+func TestRepairArgumentsFollowEachOverlay(t *testing.T) {
+	for name, ov := range overlays {
+		t.Run(name, func(t *testing.T) {
+			args := repairArgs(t, render(t, ov.dir))
+			assert.Equal(t, ov.repairArgs, args)
+			repairOptions(t, args)
+		})
+	}
+}
+
+// roleRules returns the rules of the rendered Role namespace/name.
+func roleRules(t *testing.T, objs []*unstructured.Unstructured, namespace, name string) []rbacv1.PolicyRule {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == "Role" && o.GetNamespace() == namespace && o.GetName() == name {
+			var role rbacv1.Role
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role))
+			return role.Rules
+		}
+	}
+	t.Fatalf("no Role %s/%s in the rendered manifests", namespace, name)
+	return nil
+}
+
+func TestScopedOverlayGrantsOnlyInTheNamespacesItWatches(t *testing.T) {
+	objs, base := render(t, "deploy/overlays/scoped"), render(t, "deploy")
+	var hook webhook.Options
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	hook.BindFlags(fs)
+	require.NoError(t, fs.Parse(containerArgs(t, objs, "Deployment", webhookAccount, "spec", "template", "spec")))
+	require.NotEmpty(t, hook.Namespaces, "the scoped webhook caches pods from given namespaces")
+	scope := hook.Namespaces
+	assert.ElementsMatch(t, scope, repairOptions(t, repairArgs(t, objs)).Namespaces, "the repair scans the namespaces the webhook watches")
+
+	for _, account := range []string{webhookAccount, repairAccount} {
+		var bound []string
+		for _, o := range objs {
+			if o.GetKind() != "RoleBinding" && o.GetKind() != "ClusterRoleBinding" {
+				continue
+			}
+			var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields, bar the namespace
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b))
+			for _, s := range b.Subjects {
+				if s.Kind != rbacv1.ServiceAccountKind || s.Name != account {
+					continue
+				}
+				require.Equal(t, "RoleBinding", o.GetKind(), "%s is bound only per namespace, not by %s %s", account, o.GetKind(), o.GetName())
+				assert.Equal(t, "Role", b.RoleRef.Kind, "RoleBinding %s/%s grants a Role, not a ClusterRole", b.Namespace, b.Name)
+				assert.Equal(t, clusterRoleRules(t, base, b.RoleRef.Name), roleRules(t, objs, b.Namespace, b.RoleRef.Name),
+					"the Role %s/%s grants what the base's ClusterRole does", b.Namespace, b.RoleRef.Name)
+				bound = append(bound, b.Namespace)
+			}
+		}
+		assert.ElementsMatch(t, scope, bound, "%s is granted exactly in the namespaces the webhook watches", account)
+	}
+	for _, o := range objs {
+		assert.NotEqual(t, "ClusterRole", o.GetKind(), "no cluster-wide role is left to bind: %s", o.GetName())
+	}
+}
+
+// createStuckTaskResult creates, in namespace, a running Workflow whose Pod node ended in Error
+// when its pod was deleted, and that node's task result as argoexec left it (label "false", owned
+// by the workflow): the repair's rule A3 completes it once the orphan grace has passed. The
+// cleanup deletes both, so that no later scan of every namespace finds them.
+func createStuckTaskResult(t *testing.T, namespace, workflow string) *unstructured.Unstructured {
+	t.Helper()
+	ctx := context.Background()
+	node := workflow + "-1"
+	wf := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": workflow, "namespace": namespace,
+			"labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: "Running"}},
+		"spec": map[string]any{"entrypoint": "main"},
+		"status": map[string]any{"phase": "Running", "nodes": map[string]any{node: map[string]any{
+			"id": node, "type": "Pod", "phase": "Error", "finishedAt": time.Now().UTC().Format(time.RFC3339)}}},
+	}}
+	require.NoError(t, admin.Create(ctx, wf))
+	tr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+		"metadata": map[string]any{"name": node, "namespace": namespace,
+			"labels": map[string]any{webhook.LabelWorkflow: workflow, webhook.LabelReportOutputsCompleted: "false"},
+			"ownerReferences": []any{map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+				"name": workflow, "uid": string(wf.GetUID())}}},
+		"outputs": map[string]any{},
+	}}
+	require.NoError(t, admin.Create(ctx, tr))
+	t.Cleanup(func() {
+		for _, o := range []client.Object{tr, wf} {
+			if err := admin.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+				assert.NoError(t, err)
+			}
+		}
+	})
+	return tr
+}
+
+// afterOrphanGrace is the repair's clock in these tests: past the orphan grace of a node that
+// finished now (its pod is gone).
+func afterOrphanGrace() time.Time { return time.Now().Add(repair.DefaultOrphanGrace + time.Minute) }
+
+func TestRepairAccessStaysWithinEachOverlay(t *testing.T) {
+	ctx := context.Background()
+	t.Cleanup(func() {
+		// Leave the base installed, as the other tests find it.
+		applyRBAC(t, "deploy")
+		awaitAccess(t, webhookAccount, everywhere(webhookGrants))
+		awaitAccess(t, repairAccount, everywhere(repairGrants))
+	})
+	for _, ns := range []string{scopedNamespace, outsideNamespace} {
+		ensureNamespace(t, ns)
+	}
+	for name, ov := range overlays {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, ov.dir)
+			applyRBAC(t, ov.dir)
+			// Asked of the API server by impersonation, every verb, in and out of scope.
+			awaitAccess(t, webhookAccount, ov.webhook)
+			awaitAccess(t, repairAccount, ov.repair)
+
+			results := map[string]*unstructured.Unstructured{}
+			for _, ns := range []string{scopedNamespace, outsideNamespace} {
+				results[ns] = createStuckTaskResult(t, ns, "wf-overlay")
+			}
+
+			// The CronJob's run, with its arguments, as its account, past the orphan grace.
+			opts := repairOptions(t, repairArgs(t, objs))
+			var out bytes.Buffer
+			opts.RESTConfig, opts.Output, opts.Out, opts.Err = asServiceAccount(repairAccount), "json", &out, &bytes.Buffer{}
+			opts.Now = afterOrphanGrace
+			_, err := repair.Run(ctx, opts)
+			require.NoError(t, err, "the repair runs as its account: %s", out.String())
+			var report struct{ Rows []repair.Row }
+			require.NoError(t, json.Unmarshal(out.Bytes(), &report))
+			verdicts := map[string]string{}
+			for _, r := range report.Rows {
+				if r.Workflow == "wf-overlay" {
+					verdicts[r.Namespace] = r.Verdict
+				}
+			}
+			assert.Equal(t, ov.verdicts, verdicts, "the repair's verdicts on the stuck task results, per namespace")
+
+			sa, err := client.New(asServiceAccount(repairAccount), client.Options{Scheme: harness.Scheme()})
+			require.NoError(t, err)
+			for ns, tr := range results {
+				require.NoError(t, admin.Get(ctx, client.ObjectKeyFromObject(tr), tr))
+				want := "false"
+				if ov.verdicts[ns] == repair.VerdictRepaired {
+					want = "true"
+				}
+				assert.Equal(t, want, tr.GetLabels()[webhook.LabelReportOutputsCompleted], "the task result in %s", ns)
+				if ov.repair.allows(ns, taskResults, "patch") {
+					continue
+				}
+				// Where the account may not patch, even a deliberate patch is refused.
+				patch := []byte(`{"metadata":{"labels":{"` + webhook.LabelReportOutputsCompleted + `":"true"}}}`)
+				err := sa.Patch(ctx, tr.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+				assert.True(t, apierrors.IsForbidden(err), "patching the task result in %s is refused: %v", ns, err)
+			}
+		})
+	}
+}
