@@ -205,7 +205,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if err != nil {
 		return outcome{}, fmt.Errorf("request.object is not a Workflow: %w", err)
 	}
-	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, Labels: head.Labels}
+	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, UID: head.UID, Labels: head.Labels, Finalizers: head.Finalizers}
 	cfg := h.opts.Workflow
 	if d, ok := PrecheckWorkflowLabels(wf, cfg); !ok {
 		return outcome{Decision: d}, nil
@@ -238,6 +238,9 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	// API server may hold outputs the controller has not merged into the nodes yet.
 	if h.opts.TaskResults == nil {
 		return outcome{Decision: noDecision("no task-result reader configured")}, nil
+	}
+	if facts.Listed, err = h.opts.TaskResults.TaskResultNames(lctx, req.Namespace, head.Name); err != nil {
+		return h.lookupFailed(req, "", "task-result list", err), nil
 	}
 	for _, id := range incomplete {
 		tr, err := h.opts.TaskResults.StoredTaskResult(lctx, req.Namespace, id)

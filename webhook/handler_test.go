@@ -49,7 +49,25 @@ type taskResultTable struct {
 	results map[string]*StoredTaskResult
 	err     error
 	mu      sync.Mutex
-	calls   int
+	calls   int // gets
+	lists   int
+}
+
+// TaskResultNames lists the stored task results of namespace whose workflow label is workflow.
+func (r *taskResultTable) TaskResultNames(_ context.Context, namespace, workflow string) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lists++
+	if r.err != nil {
+		return nil, r.err
+	}
+	names := []string{}
+	for key, tr := range r.results {
+		if ns, name, _ := strings.Cut(key, "/"); ns == namespace && tr != nil && tr.Labels[LabelWorkflow] == workflow {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }
 
 func (r *taskResultTable) StoredTaskResult(_ context.Context, namespace, name string) (*StoredTaskResult, error) {
@@ -370,6 +388,18 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		"completes the stuck shape when the task result is gone": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{}, wantLook: 1, wantRead: 1, want: b2,
 		},
+		"does not patch while a task result has no entry in the completion map": {
+			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
+			trs: &taskResultTable{results: map[string]*StoredTaskResult{
+				"argo/wf-3571860313": {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)},
+				"argo/wf-999":        {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"result":"x"}`)}}},
+		},
+		"does not patch a workflow with the artifact-gc finalizer": {
+			object: stuckWorkflowObject(func(wf map[string]any) {
+				wf["metadata"].(map[string]any)["finalizers"] = []any{"workflows.argoproj.io/artifact-gc"}
+			}),
+			pods: &podTable{},
+		},
 		"does not patch while the stored task result holds outputs its node lacks": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
 			trs: &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
@@ -381,7 +411,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 				Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "true"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)}}},
 		},
 		"does not patch when the task result cannot be read": {
-			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{err: errors.New("timeout")}, wantLook: 1, wantRead: 1,
+			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{err: errors.New("timeout")}, wantLook: 1,
 		},
 		"does not patch and reads no task result within the grace": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1,
@@ -479,6 +509,10 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			tc.opts.Pods, tc.opts.TaskResults, tc.opts.Log = tc.pods, tc.trs, testr.New(t)
 			h := NewWorkflowHandler(tc.opts)
 			old := stuckWorkflowObject(nil)
+			wantList := 0
+			if tc.wantRead > 0 {
+				wantList = 1
+			}
 			code, resp := serveReview(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
 			assert.Equal(t, http.StatusOK, code)
 			want := tc.want
@@ -491,6 +525,9 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			assert.Equal(t, want, patchOf(t, resp))
 			assert.Equal(t, tc.wantLook, tc.pods.calls, "pod lookups")
 			assert.Equal(t, tc.wantRead, tc.trs.calls, "task-result reads")
+			if tc.wantRead > 0 || tc.want != nil {
+				assert.Equal(t, wantList, tc.trs.lists, "task-result lists")
+			}
 		})
 	}
 }

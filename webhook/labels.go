@@ -42,6 +42,8 @@ const (
 	containerMain   = "main"
 	containerWait   = "wait"
 	containerSuperv = "supervisor"
+	// finalizerArtifactGC (common.FinalizerArtifactGC) is on workflows with artifact GC.
+	finalizerArtifactGC = "workflows.argoproj.io/artifact-gc"
 )
 
 // terminalPhase reports whether a workflow or node phase is Succeeded, Failed or Error

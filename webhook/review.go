@@ -261,9 +261,11 @@ func present(raw json.RawMessage) json.RawMessage {
 // workflowHead is what rule B2's label checks read of a Workflow: enough to decide most requests
 // without reading status, which is kept raw.
 type workflowHead struct {
-	Name   string
-	Labels map[string]string
-	Status json.RawMessage
+	Name       string
+	UID        string
+	Labels     map[string]string
+	Finalizers []string
+	Status     json.RawMessage
 }
 
 // readWorkflowHead reads a Workflow's name and labels and finds (without reading) its status.
@@ -279,8 +281,16 @@ func readWorkflowHead(raw []byte) (workflowHead, error) {
 				switch string(k) {
 				case "name":
 					h.Name, err = s.str()
+				case "uid":
+					h.UID, err = s.str()
 				case "labels":
 					h.Labels, err = s.stringMap()
+				case "finalizers":
+					err = s.array(func() error {
+						f, err := s.str()
+						h.Finalizers = append(h.Finalizers, f)
+						return err
+					})
 				default:
 					_, err = s.skip()
 				}
@@ -392,8 +402,8 @@ func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, err
 	return st, nil
 }
 
-// scanNodes reads status.nodes: for each node only type, phase, finishedAt, daemoned,
-// taskResultSynced and the raw outputs.
+// scanNodes reads status.nodes: for each node only type, phase, startedAt, finishedAt,
+// daemoned, taskResultSynced and the raw outputs.
 func scanNodes(s *scanner) (map[string]Node, error) {
 	nodes := map[string]Node{}
 	err := s.object(func(id []byte) error {
@@ -407,6 +417,8 @@ func scanNodes(s *scanner) (map[string]Node, error) {
 				n.Phase, err = s.enum()
 			case "finishedAt":
 				n.FinishedAt, _, err = s.nullableStr()
+			case "startedAt":
+				n.StartedAt, _, err = s.nullableStr()
 			case "daemoned":
 				n.Daemoned, _, err = s.boolean()
 			case "taskResultSynced":

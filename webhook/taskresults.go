@@ -6,7 +6,9 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -15,12 +17,15 @@ type TaskResultReader interface {
 	// StoredTaskResult returns the task result namespace/name, or nil and no error when there is
 	// none.
 	StoredTaskResult(ctx context.Context, namespace, name string) (*StoredTaskResult, error)
+	// TaskResultNames lists the names of every task result of workflow in namespace (its
+	// workflow label); never nil without an error.
+	TaskResultNames(ctx context.Context, namespace, workflow string) ([]string, error)
 }
 
 // APITaskResults reads task results with a GET from the API server: a quorum read, which sees
 // the executor's writes even while the controller's informer (and any cache of ours) lags them.
-// B2 reads only the few incomplete entries of a workflow in its stuck shape, so no cache is kept
-// (and no list/watch permission needed: RBAC grants get only).
+// B2 reads a workflow's task results about once per stuck workflow (a metadata-only list, then
+// the incomplete entries), so no cache is kept (and no watch permission needed).
 type APITaskResults struct {
 	// Reader is an uncached client.
 	Reader client.Reader
@@ -47,4 +52,19 @@ func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name st
 		}
 	}
 	return tr, nil
+}
+
+// TaskResultNames implements TaskResultReader with a metadata-only list (names and labels, a few
+// hundred bytes per task result), read from etcd like the GET.
+func (a APITaskResults) TaskResultNames(ctx context.Context, namespace, workflow string) ([]string, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "WorkflowTaskResultList"})
+	if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{LabelWorkflow: workflow}); err != nil {
+		return nil, fmt.Errorf("listing the WorkflowTaskResults of %s/%s: %w", namespace, workflow, err)
+	}
+	names := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		names = append(names, list.Items[i].Name)
+	}
+	return names, nil
 }

@@ -17,8 +17,12 @@ type Workflow struct {
 	Operation string
 	// Username is request.userInfo.username: the writer.
 	Username string
+	// UID is metadata.uid.
+	UID string
 	// Labels are the object's labels (nil when it has none).
 	Labels map[string]string
+	// Finalizers are metadata.finalizers.
+	Finalizers []string
 	// Phase is status.phase.
 	Phase string
 	// FinishedAt is status.finishedAt; "" when null or absent.
@@ -36,6 +40,7 @@ type Workflow struct {
 type Node struct {
 	Type             string `json:"type"`
 	Phase            string `json:"phase"`
+	StartedAt        string `json:"startedAt"`
 	FinishedAt       string `json:"finishedAt"`
 	Daemoned         bool   `json:"daemoned"`
 	TaskResultSynced *bool  `json:"taskResultSynced"`
@@ -100,6 +105,11 @@ func PrecheckWorkflow(wf Workflow, cfg WorkflowConfig) (Decision, []string, bool
 		return noDecision("finishedAt already set"), nil, false
 	case wf.NodesUnreadable != "":
 		return noDecision("nodes unreadable: " + wf.NodesUnreadable), nil, false
+	case slices.Contains(wf.Finalizers, finalizerArtifactGC):
+		// The controller keeps reconciling such a workflow after completion, and a task result
+		// still "false" in its informer re-opens the map and blocks artifact GC (and deletion):
+		// leave it to the task-result fix (A1/A3), after which the controller completes it.
+		return noDecision("artifact-gc finalizer present: fixed through its task results instead"), nil, false
 	}
 	for id, n := range wf.Nodes {
 		if n.Daemoned {
@@ -150,12 +160,30 @@ type WorkflowFacts struct {
 	// TaskResults maps node IDs to their stored task results. A nil entry means the task result
 	// does not exist (deleted); a missing entry means it was not read, and B2 declines.
 	TaskResults map[string]*StoredTaskResult
+	// Listed names every task result of the workflow at the API server; nil means they were
+	// not listed, and B2 declines.
+	Listed []string
 }
 
 // CheckWorkflowPods applies rule B2's conditions on the pods of the incomplete entries: every
 // executor container terminated at least cfg.Grace ago, or the pod gone and its node finished at
 // least cfg.Grace ago. When it returns false the Decision is final and no task result is read.
 func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pods map[string]*Pod, now time.Time) (Decision, bool) {
+	// Every Pod node, not only the incomplete ones: a node whose task result the controller has
+	// not seen yet has no entry at all, and an executor's first and only write (argoexec
+	// v3.5.2–v3.5.4 resource/data, or ≤v3.5.1) may still be in flight when its pod ends.
+	for id, n := range wf.Nodes {
+		if n.Type != nodeTypePod || n.FinishedAt == "" {
+			continue
+		}
+		finished, err := time.Parse(time.RFC3339, n.FinishedAt)
+		if err != nil {
+			return noDecision("node " + id + " finishedAt is not a timestamp"), false
+		}
+		if since := now.Sub(finished); since < cfg.Grace {
+			return noDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
+		}
+	}
 	for _, id := range incomplete {
 		p := pods[id]
 		if p == nil {
@@ -170,12 +198,20 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 			}
 			continue
 		}
+		if wf.UID != "" && p.WorkflowUID != "" && p.WorkflowUID != wf.UID {
+			// A pod of an earlier workflow of the same name: its times say nothing of this one.
+			return noDecision("pod " + p.Name + " of node " + id + " belongs to another workflow UID"), false
+		}
 		if p.executorRunning() {
 			return noDecision("pod " + p.Name + " of node " + id + " has an executor container still running"), false
 		}
 		last, ok := p.executorsEndedAt()
 		if !ok {
 			return noDecision("pod " + p.Name + " of node " + id + " reports no termination time for an executor container"), false
+		}
+		if started, err := time.Parse(time.RFC3339, wf.Nodes[id].StartedAt); err == nil && last.Before(started) {
+			// Ended before this attempt of the node started: an earlier attempt's pod (retry).
+			return noDecision("pod " + p.Name + " ended before node " + id + " started: not this attempt's pod"), false
 		}
 		if since := now.Sub(last); since < cfg.Grace {
 			// An executor's last writes may still be on their way (or the controller's
@@ -190,13 +226,15 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 // held back only by task results that can no longer change and whose outputs the nodes already
 // carry). It is pure: the pods and task results in facts are read by the caller.
 //
-// Why no write can still land, and nothing is lost, when it acts: every executor of every
-// incomplete entry has been terminated for cfg.Grace (or its pod is gone and its node finished
-// that long ago), so no executor write is in flight; and the task result as the API server
-// stores it is not "true" (else the controller completes the workflow itself once its informer
-// catches up) and holds no outputs that status.nodes[id].outputs lacks. Completing the workflow
-// makes the controller delete the task results in the same reconcile, so this last condition
-// is what keeps outputs the controller has not merged yet from being lost.
+// Why no write can still land, and nothing is lost, when it acts: every Pod node finished, and
+// every executor of every incomplete entry has been terminated, at least cfg.Grace ago (or its
+// pod is gone and its node finished that long ago), so no executor write is in flight; every
+// task result of the workflow at the API server has an entry in the completion map (the
+// controller has seen, and merged, it); and each incomplete entry's task result as the API
+// server stores it is not "true" (else the controller completes the workflow itself once its
+// informer catches up) and holds no outputs that status.nodes[id].outputs lacks. Completing the
+// workflow makes the controller delete the task results in the same reconcile, so these last
+// conditions are what keep outputs the controller has not merged yet from being lost.
 func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decision {
 	d, incomplete, ok := PrecheckWorkflow(wf, cfg)
 	if !ok {
@@ -204,6 +242,16 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decisi
 	}
 	if d, ok := CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
 		return d
+	}
+	if facts.Listed == nil {
+		return noDecision("the workflow's task results were not listed")
+	}
+	for _, name := range facts.Listed {
+		if _, seen := wf.TaskResultsCompletion[name]; !seen {
+			// The controller has not seen it yet, so has not merged its outputs: completing now
+			// would delete it with them.
+			return noDecision("task result " + name + " is not yet seen by the controller")
+		}
 	}
 	for _, id := range incomplete {
 		tr, read := facts.TaskResults[id]
@@ -262,7 +310,7 @@ func outputsCarried(result, node json.RawMessage) bool {
 	return true
 }
 
-// outputFields decodes an outputs object, dropping empty values; nil or null is no fields.
+// outputFields decodes an outputs object, dropping null, [] and {}; nil or null is no fields.
 func outputFields(raw json.RawMessage) (map[string]any, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -276,10 +324,6 @@ func outputFields(raw json.RawMessage) (map[string]any, bool) {
 		switch v := v.(type) {
 		case nil:
 			delete(m, k)
-		case string:
-			if v == "" {
-				delete(m, k)
-			}
 		case []any:
 			if len(v) == 0 {
 				delete(m, k)

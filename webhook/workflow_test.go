@@ -83,6 +83,8 @@ func TestDecideWorkflow(t *testing.T) {
 		cfg      WorkflowConfig
 		pods     map[string]*Pod
 		trs      map[string]*StoredTaskResult // nil: storedFalse()
+		listed   []string                     // nil: the completion map's keys
+		unlisted bool                         // the task results were not listed
 		now      time.Time                    // zero: b2Now
 		wantSet  map[string]string
 		wantStat *StatusChange
@@ -221,7 +223,7 @@ func TestDecideWorkflow(t *testing.T) {
 			wf: stuckWorkflow(), cfg: controllerOnly(), pods: gone, now: mustTime("2024-04-26T10:51:11Z"),
 		},
 		"completes once the grace has passed since the executors terminated": {
-			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:52:41Z"), wantSet: completes,
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:52:49Z"), wantSet: completes,
 			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
 		},
 		"ignores an executor container that reports no termination time": {
@@ -257,8 +259,39 @@ func TestDecideWorkflow(t *testing.T) {
 			wantSet:  completes,
 			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
 		},
-		"completes when the task result's outputs are empty values": {
-			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: withOutputs(`{"parameters":[],"result":""}`),
+		"waits out the grace after any Pod node finished, even one whose task result is complete": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:52:45Z"),
+		},
+		"ignores a task result the controller has not seen yet (no entry in the map)": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, listed: []string{"wf-1111111", "wf-2222222", "wf-5555555"},
+		},
+		"ignores a workflow whose task results were not listed": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, unlisted: true,
+		},
+		"ignores a pod owned by another workflow of the same name": {
+			wf:  stuckWorkflow(func(wf *Workflow) { wf.UID = "uid-new" }),
+			cfg: controllerOnly(),
+			pods: map[string]*Pod{"wf-1111111": {Name: "p", WorkflowUID: "uid-old", Containers: []Container{
+				{Name: "main", Terminated: true, TerminatedAt: mustTime("2024-04-26T10:50:41Z")}}}},
+		},
+		"ignores a pod that ended before its node started (an earlier attempt's pod)": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				n := wf.Nodes["wf-1111111"]
+				n.StartedAt = "2024-04-26T10:50:45Z"
+				n.FinishedAt = "2024-04-26T10:50:47Z"
+				wf.Nodes["wf-1111111"] = n
+			}),
+			cfg: controllerOnly(), pods: terminated,
+		},
+		"ignores a workflow with the artifact-gc finalizer": {
+			wf:  stuckWorkflow(func(wf *Workflow) { wf.Finalizers = []string{"workflows.argoproj.io/artifact-gc"} }),
+			cfg: controllerOnly(), pods: terminated,
+		},
+		"ignores an empty result the node does not carry (the controller merges \"\")": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: withOutputs(`{"result":""}`),
+		},
+		"completes when the task result's outputs are empty lists and objects": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, trs: withOutputs(`{"parameters":[],"artifacts":null,"x":{}}`),
 			wantSet:  completes,
 			wantStat: &StatusChange{FinishedAt: "2024-04-26T10:50:48Z", CompleteTaskResults: []string{"wf-1111111"}},
 		},
@@ -289,7 +322,13 @@ func TestDecideWorkflow(t *testing.T) {
 			if now.IsZero() {
 				now = b2Now
 			}
-			d := DecideWorkflow(tc.wf, tc.cfg, WorkflowFacts{Now: now, Pods: tc.pods, TaskResults: trs})
+			listed := tc.listed
+			if listed == nil && !tc.unlisted {
+				for id := range tc.wf.TaskResultsCompletion {
+					listed = append(listed, id)
+				}
+			}
+			d := DecideWorkflow(tc.wf, tc.cfg, WorkflowFacts{Now: now, Pods: tc.pods, TaskResults: trs, Listed: listed})
 			assert.Equal(t, tc.wantSet, d.Set)
 			assert.Equal(t, tc.wantStat, d.Status)
 			assert.NotEmpty(t, d.Reason)
@@ -304,7 +343,7 @@ func TestDecideWorkflow(t *testing.T) {
 
 func TestDecideWorkflowIsIdempotent(t *testing.T) {
 	wf := stuckWorkflow()
-	facts := WorkflowFacts{Now: b2Now, TaskResults: storedFalse()}
+	facts := WorkflowFacts{Now: b2Now, TaskResults: storedFalse(), Listed: []string{"wf-1111111", "wf-2222222"}}
 	first := DecideWorkflow(wf, controllerOnly(), facts)
 	require.True(t, first.Mutates())
 

@@ -55,7 +55,7 @@ type access map[string]grants
 var (
 	webhookGrants = grants{
 		"pods":                            {"get", "list", "watch"},
-		"argoproj.io/workflowtaskresults": {"get"},
+		"argoproj.io/workflowtaskresults": {"get", "list"},
 	}
 	repairGrants = grants{
 		"argoproj.io/workflows":           {"get", "list", "watch"},
@@ -217,7 +217,7 @@ func clusterRoleRules(t *testing.T, objs []*unstructured.Unstructured, name stri
 func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	assert.Equal(t, []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
 	}, clusterRoleRules(t, render(t, "deploy"), webhookAccount), "the webhook's ClusterRole grants exactly pods read and task-result get")
 	applyRBAC(t, "deploy")
 	awaitAccess(t, webhookAccount, everywhere(webhookGrants))
@@ -246,7 +246,7 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	require.NoError(t, admin.Create(ctx, tr))
 	assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "patched using pods read as the service account")
 
-	// Rule B2's read: a GET of one task result, and no list.
+	// Rule B2's reads: a list of a workflow's task results and a GET of one, and no watch.
 	cfg := asServiceAccount(webhookAccount)
 	sa, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
 	require.NoError(t, err)
@@ -255,7 +255,7 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	assert.NoError(t, sa.Get(ctx, client.ObjectKeyFromObject(tr), got), "getting a task result is allowed")
 	results := &unstructured.UnstructuredList{}
 	results.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "WorkflowTaskResultList"})
-	assert.True(t, apierrors.IsForbidden(sa.List(ctx, results, client.InNamespace("rbac"))), "listing task results is refused")
+	assert.NoError(t, sa.List(ctx, results, client.InNamespace("rbac")), "listing task results is allowed")
 
 	// And nothing more: no Workflow writes, no Secrets, no writes to pods or task results.
 	assertRefused(t, cfg, "rbac", pod)

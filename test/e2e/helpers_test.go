@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,6 +64,10 @@ type state struct {
 	SeenCompleted  bool
 	SeenPhase      string
 	SeenFinishedAt string
+	// SeenCompletedOutputs are the output parameters ("name=value") of the workflow's Pod nodes
+	// in the last poll that saw it completed: what its nodes carried when the controller
+	// deleted its task results.
+	SeenCompletedOutputs []string
 }
 
 func (s state) String() string {
@@ -110,6 +116,7 @@ func (tr *tracker) poll(ctx context.Context, ns, name string) {
 		tr.s.Completed = wf.GetLabels()[webhook.LabelCompleted]
 		if tr.s.Completed == "true" {
 			tr.s.SeenCompleted = true
+			tr.s.SeenCompletedOutputs = podNodeOutputs(wf)
 		}
 		if tr.s.Phase != "" {
 			tr.s.SeenPhase = tr.s.Phase
@@ -139,6 +146,58 @@ func (tr *tracker) waitFor(timeout time.Duration, cond func(state) bool) (state,
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// podNodeOutputs returns the output parameters of the workflow's Pod nodes as sorted
+// "name=value" strings.
+func podNodeOutputs(wf *unstructured.Unstructured) []string {
+	nodes, _, _ := unstructured.NestedMap(wf.Object, "status", "nodes")
+	var out []string
+	for _, n := range nodes {
+		n, ok := n.(map[string]any)
+		if !ok || n["type"] != "Pod" {
+			continue
+		}
+		params, _, _ := unstructured.NestedSlice(n, "outputs", "parameters")
+		for _, p := range params {
+			if p, ok := p.(map[string]any); ok {
+				out = append(out, fmt.Sprintf("%v=%v", p["name"], p["value"]))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// withPodAnnotation sets an annotation on every pod of the workflow (spec.podMetadata).
+func withPodAnnotation(key, value string) func(*unstructuredWF) {
+	return func(wf *unstructuredWF) {
+		ann, _, _ := unstructured.NestedStringMap(wf.Object, "spec", "podMetadata", "annotations")
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[key] = value
+		if err := unstructured.SetNestedStringMap(wf.Object, ann, "spec", "podMetadata", "annotations"); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// nudge annotates the workflow as an operator would, which makes the controller reconcile it
+// (its informer sees an update). It stands in for the controller's 20-minute resync, which the
+// stuck shape otherwise waits for.
+func nudge(ctx context.Context, ns, name string) error {
+	wf := &unstructured.Unstructured{}
+	wf.SetAPIVersion("argoproj.io/v1alpha1")
+	wf.SetKind("Workflow")
+	wf.SetNamespace(ns)
+	wf.SetName(name)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"e2e.argo-completion-webhook.io/nudge":%q}}}`, time.Now().Format(time.RFC3339Nano))
+	err := admin.Patch(ctx, wf, client.RawPatch(types.MergePatchType, []byte(patch)))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // taskResultLabels returns the report-outputs-completed label of each of the workflow's task results.

@@ -63,7 +63,7 @@ func run(m *testing.M) (int, error) {
 	admin, adminCfg = cluster.Admin, cluster.Config
 	hook, err = harness.StartWebhook(harness.WebhookOptions{
 		Dir: filepath.Join(dir, "webhook"), Kubeconfig: cluster.WebhookKubeconfig, Mode: webhook.ModeEnforce,
-		ControllerUsernames: []string{harness.ControllerUser}, Log: harness.SuiteLogger(),
+		ControllerUsernames: []string{harness.ControllerUser}, B2Grace: e2eB2Grace, Log: harness.SuiteLogger(),
 	})
 	if err != nil {
 		return 0, err

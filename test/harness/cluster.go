@@ -22,7 +22,7 @@ import (
 const (
 	// ControllerUser is Argo's workflow-controller (full rights, as its ClusterRole grants).
 	ControllerUser = "argo-controller"
-	// WebhookUser is the webhook: it may only get, list and watch pods, and get task results.
+	// WebhookUser is the webhook: it may only get, list and watch pods, and get and list task results.
 	WebhookUser = "argo-completion-webhook"
 )
 
@@ -48,7 +48,7 @@ func Scheme() *runtime.Scheme {
 }
 
 // StartCluster starts the control plane and creates the users and the cluster-wide RBAC: the
-// webhook's ClusterRole (pods: get, list, watch; workflowtaskresults: get) and Argo's executor role (workflowtaskresults:
+// webhook's ClusterRole (pods: get, list, watch; workflowtaskresults: get, list) and Argo's executor role (workflowtaskresults:
 // create, patch), bound per namespace by SetupNamespace. Kubeconfigs are written under dir.
 func StartCluster(dir string) (*Cluster, error) {
 	env, cfg, err := controlplane.StartEnv()
@@ -79,7 +79,7 @@ func (c *Cluster) setup(dir string) error {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 				// Rule B2 GETs each incomplete node's task result (deploy/base/rbac.yaml).
-				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get"}},
+				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
 			}},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: WebhookUser},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: WebhookUser},

@@ -2,11 +2,13 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -145,6 +147,28 @@ func mergePatch(t *testing.T, c client.Client, ns string, n node, patch string) 
 	u.SetNamespace(ns)
 	u.SetName(n.id)
 	require.NoError(t, c.Patch(context.Background(), u, client.RawPatch(types.MergePatchType, []byte(patch))))
+}
+
+// writeAsArgoexecV35 sends, as c, the task-result requests of a v3.5 wait container or of a
+// v3.5.5+ resource or data pod (argoexec's upsertTaskResult, workflow/executor/taskresult.go), in
+// order, and returns how many it sent (4):
+//
+//  1. InitializeOutput: the placeholder Create (no outputs key);
+//  2. ReportOutputs: a Create with the outputs and label "false", which passes mutating admission
+//     and is then rejected by storage with AlreadyExists;
+//  3. ReportOutputs: the merge patch of the NodeResult (outputs and a null creationTimestamp, no labels);
+//  4. FinalizeOutput: the label merge patch to "true".
+func writeAsArgoexecV35(t *testing.T, c client.Client, ns string, n node, outputs map[string]any) int {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, c.Create(ctx, taskResult(ns, n, "false", nil)), "InitializeOutput")
+	err := c.Create(ctx, taskResult(ns, n, "false", outputs))
+	require.True(t, apierrors.IsAlreadyExists(err), "ReportOutputs' Create is rejected with AlreadyExists, got %v", err)
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"creationTimestamp": nil}, "outputs": outputs})
+	require.NoError(t, err)
+	mergePatch(t, c, ns, n, string(body))
+	mergePatch(t, c, ns, n, `{"metadata":{"creationTimestamp":null,"labels":{"workflows.argoproj.io/report-outputs-completed":"true"}}}`)
+	return 4
 }
 
 func clientKey(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }

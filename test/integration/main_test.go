@@ -115,7 +115,7 @@ func setupCluster(ctx context.Context) error {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 				// Rule B2 reads the incomplete entries' task results (deploy/base/rbac.yaml).
-				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get"}},
+				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

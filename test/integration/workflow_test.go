@@ -44,6 +44,7 @@ func runningWorkflow(t *testing.T, suffix string) (*unstructured.Unstructured, n
 	}}
 	require.NoError(t, admin.Create(context.Background(), wf))
 	t.Cleanup(func() { _ = admin.Delete(context.Background(), wf) })
+	n.wfUID = wf.GetUID() // the pod and task result are owned by this very workflow
 	return wf, n
 }
 
