@@ -34,16 +34,32 @@ type Options struct {
 	Output string
 	// PodGrace and OrphanGrace are rule A3's grace periods.
 	PodGrace, OrphanGrace time.Duration
+	// ConfirmAfter is, with Apply, how long Run waits after the first pass before it re-reads
+	// each task result found safe, with its Workflow and pods, decides it again and patches it
+	// only if it is still safe and its facts did not change; 0 means DefaultConfirmAfter. There
+	// is no wait when nothing is to be repaired. Tests set a few milliseconds.
+	ConfirmAfter time.Duration
+	// AfterFirstPass, when set, is called once an Apply run's first pass has found task results
+	// to repair, before the confirmation delay. It is a test hook: a test changes the cluster
+	// there (a retry, say) between the two passes, deterministically.
+	AfterFirstPass func()
 	// Now is the clock (tests set it); nil means time.Now.
 	Now func() time.Time
 	// Out receives the report; Err the progress lines.
 	Out, Err io.Writer
 }
 
-// Defaults: Argo's own RECENTLY_DELETED_POD_DURATION and TASK_RESULT_TIMEOUT_DURATION.
+// Defaults: Argo's own RECENTLY_DELETED_POD_DURATION and TASK_RESULT_TIMEOUT_DURATION for the
+// grace periods.
 const (
 	DefaultPodGrace    = 2 * time.Minute
 	DefaultOrphanGrace = 10 * time.Minute
+	// DefaultConfirmAfter spans the gap inside one `argo retry`: v3.5.4's RetryWorkflow
+	// (server/workflow/workflow_server.go) deletes the retried nodes' pods one request at a time
+	// and only then updates the Workflow, so for that while the facts read as "pod gone, node
+	// finished long ago". 30 s outlasts that gap many times over and is short against the
+	// CronJob's 5-minute schedule and 600 s deadline.
+	DefaultConfirmAfter = 30 * time.Second
 )
 
 // BindFlags registers the options on fs.
@@ -62,6 +78,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
 	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
+	fs.DurationVar(&o.ConfirmAfter, "confirm-after", DefaultConfirmAfter, "With --apply: how long to wait before re-reading each task result found safe (and its workflow and pods) and patching it only if still safe and unchanged; 0 means the default. No wait when nothing is to repair.")
 }
 
 func (o *Options) setDefaults() {
@@ -73,6 +90,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.OrphanGrace == 0 {
 		o.OrphanGrace = DefaultOrphanGrace
+	}
+	if o.ConfirmAfter == 0 {
+		o.ConfirmAfter = DefaultConfirmAfter
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -129,6 +149,9 @@ func (o *Options) Validate() error {
 	}
 	if o.PodGrace < 0 || o.OrphanGrace < 0 {
 		errs = append(errs, errors.New("grace periods must not be negative"))
+	}
+	if o.ConfirmAfter < 0 {
+		errs = append(errs, fmt.Errorf("--confirm-after must not be negative, got %s", o.ConfirmAfter))
 	}
 	return errors.Join(errs...)
 }

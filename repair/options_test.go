@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,6 +60,10 @@ func TestOptionsValidate(t *testing.T) {
 		"refuses a bad --namespace": {
 			args: []string{"-n", "a b"}, errs: []string{`--namespace: "a b" is not a namespace name`},
 		},
+		"accepts --confirm-after": {args: []string{"-n", "argo", "--confirm-after", "5s"}, scanned: []string{"argo"}},
+		"refuses a negative --confirm-after": {
+			args: []string{"-n", "argo", "--confirm-after", "-1s"}, errs: []string{"--confirm-after must not be negative, got -1s"},
+		},
 		"reports every invalid option at once": {
 			args: []string{"--namespaces", "a,a", "-o", "yaml"}, errs: []string{"a is listed twice", "-o must be table or json"},
 		},
@@ -85,4 +90,22 @@ func TestOptionsValidateRefusesAnEmptyNamespaceList(t *testing.T) {
 	err := o.Validate()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--namespaces: no namespace given")
+}
+
+func TestOptionsConfirmAfter(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want time.Duration
+	}{
+		"waits 30s by default":             {want: 30 * time.Second},
+		"waits as long as --confirm-after": {args: []string{"--confirm-after", "2m"}, want: 2 * time.Minute},
+		"takes 0 for the default":          {args: []string{"--confirm-after", "0"}, want: DefaultConfirmAfter},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, parse(t, tc.args...).ConfirmAfter)
+		})
+	}
+	o := Options{}
+	o.setDefaults()
+	assert.Equal(t, DefaultConfirmAfter, o.ConfirmAfter, "a zero ConfirmAfter in Options means the default")
 }

@@ -15,6 +15,9 @@ type StuckTaskResult struct {
 	Created time.Time
 	// OwnerWorkflowUID is the UID of its Workflow owner reference; "" when it has none.
 	OwnerWorkflowUID string
+	// OwnerPodUID is the UID of its Pod owner reference, which executors v3.3.2–v3.5.1 set instead
+	// of a Workflow owner; "" when it has none.
+	OwnerPodUID string
 }
 
 // StuckWorkflow is what rule A3 reads of the Workflow named by the task result's workflow label.
@@ -40,6 +43,9 @@ type StuckNode struct {
 	Type string
 	// Phase is the node phase (Pending, Running, Succeeded, ...).
 	Phase string
+	// StartedAt is the node's startedAt; zero when unset. A retry re-creates the node, so a pod
+	// created before it is an earlier attempt's.
+	StartedAt time.Time
 	// FinishedAt is the node's finishedAt; zero when unset.
 	FinishedAt time.Time
 }
@@ -51,6 +57,9 @@ type NodePods struct {
 	Count int
 	// Pod is that pod when Count is 1; nil when Count is 0.
 	Pod *Pod
+	// UID is that pod's metadata.uid when Count is 1: a task result owned by a Pod (executors
+	// v3.3.2–v3.5.1) must be owned by this very pod.
+	UID string
 }
 
 // RepairGrace are the grace periods of rule A3.
@@ -77,22 +86,32 @@ const (
 // sets report-outputs-completed="true" only when no executor write can still land
 // (argo-stuck-family.md section 3, the safe-flip predicate):
 //
-//   - the owner Workflow exists with the task result's owner UID, is not completed and not being
-//     deleted: otherwise nothing waits on the result, or it belongs to an earlier workflow of the
-//     same name;
-//   - its node exists, is a Pod node and has left Pending: after `argo retry` the node ID is
+//   - the result is tied to one incarnation of its workflow: by its Workflow owner reference,
+//     whose UID is the Workflow's, or (executors v3.3.2–v3.5.1, rule R1) by its Pod owner
+//     reference, whose pod is the one carrying the node ID and is owned by the Workflow. A result
+//     without either owner is left alone: nothing ties it to this workflow rather than an earlier
+//     one of the same name;
+//   - the Workflow exists, is not completed and not being deleted: otherwise nothing waits on the
+//     result;
+//   - its node exists, is a Pod node and has left Pending, or is Pending with exactly one pod,
+//     created since the node started (the v3.5.5+ gate holds a node at its last phase, Pending
+//     when its pod ran and ended between two reconciles): after `argo retry` the node ID is
 //     reused and the node is removed (then re-created Pending), so a stale "false" result of the
 //     failed attempt flipped now would complete the new attempt before its outputs land. The
 //     result's own age is never evidence;
 //   - at most one pod carries the node ID; and either
-//   - (a) that pod's executor containers (wait/supervisor, or main without them) have all been
-//     terminated for grace.Pod, judged on that pod alone even when it is newer than the result
-//     (a retry's attempt), and never while a Failed/Unknown pod has one not terminated (R7); or
-//   - (b) no pod carries the node ID and the node finished at least grace.Orphan ago: a deleted
-//     pod's token is rejected, so nothing can write.
+//   - (a) that pod's executor containers (main, and wait/supervisor when it has them) have all
+//     been terminated for grace.Pod, judged on that pod alone even when it is newer than the
+//     result (a retry's attempt), and never while a Failed/Unknown pod has one not terminated
+//     (R7); or
+//   - (b) no pod carries the node ID, the result is not owned by a Pod (the garbage collector
+//     deletes such a result with its pod), and the node finished at least grace.Orphan ago: a
+//     deleted pod's token is rejected, so nothing can write.
 //
-// A task result without a Workflow owner reference is left alone: argoexec always sets one, so
-// such a result was not made by an executor and cannot be tied to one incarnation of the workflow.
+// The rule reads one moment's facts. `argo retry` changes them in two steps (v3.5.4's
+// RetryWorkflow deletes the pods, then updates the Workflow), and between the two they read as
+// branch (b); the repair command therefore decides twice, a confirmation delay apart, and patches
+// only if these facts did not change in between (package repair).
 func DecideStuckTaskResult(tr StuckTaskResult, wf StuckWorkflow, pods NodePods, now time.Time, grace RepairGrace) Decision {
 	workflow := tr.Labels[LabelWorkflow]
 	switch {
@@ -102,11 +121,11 @@ func DecideStuckTaskResult(tr StuckTaskResult, wf StuckWorkflow, pods NodePods, 
 	case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
 		// Never "true" to "false"; this is also what makes the rule idempotent.
 		return noDecision("already complete")
-	case tr.OwnerWorkflowUID == "":
-		return noDecision("no Workflow owner reference (argoexec always sets one): cannot tell which workflow it belongs to")
+	case tr.OwnerWorkflowUID == "" && tr.OwnerPodUID == "":
+		return noDecision("no Workflow or Pod owner reference: cannot tell which workflow it belongs to")
 	case !wf.Exists:
 		return noDecision("workflow " + workflow + " not found: nothing waits on this result, and the garbage collector deletes it")
-	case wf.UID != tr.OwnerWorkflowUID:
+	case tr.OwnerWorkflowUID != "" && wf.UID != tr.OwnerWorkflowUID:
 		return noDecision(fmt.Sprintf("owned by an earlier workflow named %s (owner UID %s, workflow UID %s)", workflow, tr.OwnerWorkflowUID, wf.UID))
 	case wf.Completed:
 		return noDecision("workflow " + workflow + " is already completed: nothing waits on this result")
@@ -121,8 +140,10 @@ func DecideStuckTaskResult(tr StuckTaskResult, wf StuckWorkflow, pods NodePods, 
 		return noDecision("workflow has no node " + tr.Name + ": not started yet, or reset by a retry whose new attempt has not begun")
 	case wf.Node.Type != nodeTypePod:
 		return noDecision(fmt.Sprintf("node %s is of type %q, not a Pod node", tr.Name, wf.Node.Type))
-	case wf.Node.Phase == nodePending:
-		return noDecision("node " + tr.Name + " is Pending: its pod (perhaps a retry's new attempt) has not started")
+	case wf.Node.Phase == nodePending && !podOfThisAttempt(wf.Node, pods):
+		// A Pending node is held there by the v3.5.5+ gate when its pod ran and ended between two
+		// reconciles; only such a pod, created since the node started, may decide (branch a).
+		return noDecision("node " + tr.Name + " is Pending and no pod created since it started carries its ID: a retry's new attempt may not have begun")
 	case wf.Node.Phase == "":
 		// Argo creates nodes Pending; a node without a phase is not one we can reason about.
 		return noDecision("node " + tr.Name + " has no phase")
@@ -131,10 +152,53 @@ func DecideStuckTaskResult(tr StuckTaskResult, wf StuckWorkflow, pods NodePods, 
 	case pods.Count == 1 && pods.Pod == nil:
 		return noDecision("the facts of the pod of node " + tr.Name + " are missing")
 	}
+	if tr.OwnerPodUID != "" {
+		if d, tied := tiedToOwnerPod(tr, wf, pods); !tied {
+			return d
+		}
+	}
 	if pods.Pod != nil {
 		return decideStuckPod(tr, wf, pods.Pod, now, grace)
 	}
 	return decideStuckOrphan(tr, wf, now, grace)
+}
+
+// tiedToOwnerPod checks a result owned by a Pod (executors v3.3.2–v3.5.1): that pod must be the
+// one carrying the node ID, and, when the result has no Workflow owner, be owned by the Workflow,
+// its only tie to this incarnation of the workflow. It returns false with the reason otherwise.
+func tiedToOwnerPod(tr StuckTaskResult, wf StuckWorkflow, pods NodePods) (Decision, bool) {
+	switch {
+	case pods.Pod == nil:
+		// Branch (b) needs no pod, but a result owned by a Pod lives and dies with it.
+		return noDecision(fmt.Sprintf("owned by pod UID %s, and no pod carries node ID %s: the garbage collector deletes the result with its pod", tr.OwnerPodUID, tr.Name)), false
+	case pods.UID != tr.OwnerPodUID:
+		return noDecision(fmt.Sprintf("owned by pod UID %s, but the pod carrying node ID %s is %s (UID %s): another attempt's", tr.OwnerPodUID, tr.Name, pods.Pod.Name, pods.UID)), false
+	case tr.OwnerWorkflowUID == "" && pods.Pod.WorkflowUID != wf.UID:
+		return noDecision(fmt.Sprintf("owner pod %s is owned by workflow UID %q, not by workflow %s (UID %s): cannot tie the result to this workflow", pods.Pod.Name, pods.Pod.WorkflowUID, tr.Labels[LabelWorkflow], wf.UID)), false
+	}
+	return Decision{}, true
+}
+
+// podOfThisAttempt reports whether exactly one pod carries the node's ID and it was created at or
+// after the node started: the pod of this attempt of the node, not a retried one's.
+func podOfThisAttempt(node *StuckNode, pods NodePods) bool {
+	return pods.Count == 1 && pods.Pod != nil && !node.StartedAt.IsZero() && !pods.Pod.Created.IsZero() &&
+		!pods.Pod.Created.Before(node.StartedAt)
+}
+
+// stuckExecutors returns the containers rule A3 waits on: main, wait and supervisor, whichever
+// the pod has. Both main and wait run argoexec in a resource template with archiveLogs
+// (argo-stuck-family.md §3(a)); elsewhere main terminates before wait, so waiting on it too costs
+// nothing. Pod.executorContainers, which the webhook's rules read, stays as it is.
+func stuckExecutors(p *Pod) []Container {
+	var out []Container
+	for _, c := range p.Containers {
+		switch c.Name {
+		case containerMain, containerWait, containerSuperv:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // decideStuckPod is A3's branch (a): the node's single pod exists.
@@ -147,7 +211,7 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 	if pod.Created.After(tr.Created) {
 		attempt = "pod " + pod.Name + " is newer than the result (a retry's attempt); "
 	}
-	executors := pod.executorContainers()
+	executors := stuckExecutors(pod)
 	if len(executors) == 0 {
 		return noDecision(attempt + "pod " + pod.Name + " has no executor container")
 	}

@@ -34,7 +34,7 @@ func stuck(mods ...func(*stuckInput)) stuckInput {
 			OwnerWorkflowUID: "uid-1",
 		},
 		wf: StuckWorkflow{Exists: true, UID: "uid-1", Node: &StuckNode{Type: nodeTypePod, Phase: "Running"}},
-		pods: NodePods{Count: 1, Pod: &Pod{
+		pods: NodePods{Count: 1, UID: "pod-uid-1", Pod: &Pod{
 			Name: "wf-main-1", WorkflowUID: "uid-1", Created: before(61 * time.Minute), Phase: "Running",
 			Containers: []Container{{Name: "main", Terminated: true, TerminatedAt: before(5 * time.Minute)}},
 		}},
@@ -61,6 +61,12 @@ func podGone(finished time.Duration) func(*stuckInput) {
 	}
 }
 
+// ownedByPod makes the result as executors v3.3.2–v3.5.1 left it (R1): owned by the node's pod
+// (UID pod-uid-1), without a Workflow owner reference.
+func ownedByPod(in *stuckInput) {
+	in.tr.OwnerWorkflowUID, in.tr.OwnerPodUID = "", "pod-uid-1"
+}
+
 // newAttempt makes the pod a retry's attempt: created after the task result, 10 seconds ago.
 func newAttempt(in *stuckInput) {
 	in.pods.Pod.Created = before(10 * time.Second)
@@ -82,11 +88,17 @@ func TestDecideStuckTaskResult(t *testing.T) {
 		"repairs a resource pod whose main terminated past the pod grace": {
 			in: stuck(), repair: true, why: "every executor container of pod wf-main-1 terminated 5m0s ago",
 		},
-		"repairs a wait-container pod whose wait terminated past the grace, main's state aside": {
-			in: stuck(withContainers(terminatedContainer("wait", 3*time.Minute), runningContainer("main"))), repair: true, why: "terminated 3m0s ago",
+		"repairs a wait-container pod whose wait and main terminated past the grace, counted from the later": {
+			in: stuck(withContainers(terminatedContainer("wait", 3*time.Minute), terminatedContainer("main", 4*time.Minute))), repair: true, why: "terminated 3m0s ago",
 		},
-		"repairs a supervisor pod by its supervisor container": {
-			in: stuck(withContainers(terminatedContainer("supervisor", 3*time.Minute), runningContainer("main"))), repair: true, why: "terminated 3m0s ago",
+		"repairs a supervisor pod whose supervisor and main terminated past the grace": {
+			in: stuck(withContainers(terminatedContainer("supervisor", 3*time.Minute), terminatedContainer("main", 4*time.Minute))), repair: true, why: "terminated 3m0s ago",
+		},
+		"repairs a resource pod with archiveLogs (wait and main both argoexec) once both terminated": {
+			in: stuck(withContainers(terminatedContainer("wait", 5*time.Minute), terminatedContainer("main", 3*time.Minute))), repair: true, why: "terminated 3m0s ago",
+		},
+		"repairs a pod whose user sidecar still runs: sidecars never write the result": {
+			in: stuck(withContainers(terminatedContainer("wait", 3*time.Minute), terminatedContainer("main", 4*time.Minute), runningContainer("sidecar"))), repair: true, why: "terminated 3m0s ago",
 		},
 		"repairs when the label is absent": {
 			in: stuck(func(in *stuckInput) { delete(in.tr.Labels, LabelReportOutputsCompleted) }), repair: true, why: "terminated",
@@ -117,8 +129,38 @@ func TestDecideStuckTaskResult(t *testing.T) {
 		"skips a result without the workflow label": {
 			in: stuck(func(in *stuckInput) { delete(in.tr.Labels, LabelWorkflow) }), why: "no " + LabelWorkflow,
 		},
-		"skips a result without a Workflow owner reference": {
-			in: stuck(func(in *stuckInput) { in.tr.OwnerWorkflowUID = "" }), why: "no Workflow owner reference",
+		"skips a result without any owner reference": {
+			in: stuck(func(in *stuckInput) { in.tr.OwnerWorkflowUID = "" }), why: "no Workflow or Pod owner reference",
+		},
+
+		// A result owned by its Pod (executors v3.3.2–v3.5.1, R1): tied to the workflow through
+		// its workflow label and its pod, which must be the one carrying the node ID.
+		"repairs a result owned by the pod carrying the node ID, once its executors terminated": {
+			in: stuck(ownedByPod), repair: true, why: "every executor container of pod wf-main-1 terminated 5m0s ago",
+		},
+		"repairs a result owned by both its Workflow and its pod": {
+			in: stuck(func(in *stuckInput) { in.tr.OwnerPodUID = "pod-uid-1" }), repair: true, why: "terminated 5m0s ago",
+		},
+		"skips a result owned by a pod other than the one carrying the node ID (another attempt's)": {
+			in: stuck(ownedByPod, func(in *stuckInput) { in.pods.UID = "pod-uid-2" }), why: "owned by pod UID pod-uid-1, but the pod carrying node ID wf-1 is wf-main-1 (UID pod-uid-2)",
+		},
+		"skips a result owned by a pod when no pod carries the node ID, however long ago the node finished": {
+			in: stuck(ownedByPod, podGone(time.Hour)), why: "owned by pod UID pod-uid-1, and no pod carries node ID wf-1",
+		},
+		"skips a result owned by a pod that is owned by another workflow of the same name": {
+			in: stuck(ownedByPod, func(in *stuckInput) { in.pods.Pod.WorkflowUID = "uid-0" }), why: `owner pod wf-main-1 is owned by workflow UID "uid-0", not by workflow wf (UID uid-1)`,
+		},
+		"skips a result owned by a pod that has no Workflow owner": {
+			in: stuck(ownedByPod, func(in *stuckInput) { in.pods.Pod.WorkflowUID = "" }), why: `owned by workflow UID ""`,
+		},
+		"skips a result owned by a pod when two pods carry the node ID": {
+			in: stuck(ownedByPod, func(in *stuckInput) { in.pods = NodePods{Count: 2} }), why: "2 pods carry node ID wf-1",
+		},
+		"skips a result owned by its pod whose executors have not terminated": {
+			in: stuck(ownedByPod, withContainers(runningContainer("main"))), why: "executor container main of pod wf-main-1 has not terminated",
+		},
+		"skips a result owned by a pod when the workflow is gone": {
+			in: stuck(ownedByPod, func(in *stuckInput) { in.wf = StuckWorkflow{} }), why: "workflow wf not found",
 		},
 
 		// The owner Workflow.
@@ -146,7 +188,17 @@ func TestDecideStuckTaskResult(t *testing.T) {
 			in: stuck(func(in *stuckInput) { in.wf.Node.Type = "Retry" }), why: `type "Retry"`,
 		},
 		"skips a Pending node (a retry's new attempt) even with an old terminated pod": {
+			in: stuck(func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(time.Minute) }), why: "is Pending",
+		},
+		"skips a Pending node without a startedAt": {
 			in: stuck(func(in *stuckInput) { in.wf.Node.Phase = nodePending }), why: "is Pending",
+		},
+		"skips a Pending node with no pod": {
+			in: stuck(podGone(time.Hour), func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(2 * time.Hour) }), why: "is Pending",
+		},
+		"repairs a Pending node whose own pod ran and ended past the grace (held Pending by the gate)": {
+			in: stuck(func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(62 * time.Minute) }),
+			repair: true, why: "terminated 5m0s ago",
 		},
 		"skips a node without a phase": {
 			in: stuck(func(in *stuckInput) { in.wf.Node.Phase = "" }), why: "has no phase",
@@ -172,6 +224,15 @@ func TestDecideStuckTaskResult(t *testing.T) {
 		},
 		"skips a wait-container pod whose wait still runs": {
 			in: stuck(withContainers(runningContainer("wait"), terminatedContainer("main", time.Hour))), why: "executor container wait",
+		},
+		"skips a wait-container pod whose main still runs though wait terminated (A3 waits on main too)": {
+			in: stuck(withContainers(terminatedContainer("wait", time.Hour), runningContainer("main"))), why: "executor container main of pod wf-main-1 has not terminated",
+		},
+		"skips a resource pod with archiveLogs whose main terminated within the grace, wait long ago": {
+			in: stuck(withContainers(terminatedContainer("wait", time.Hour), terminatedContainer("main", time.Minute))), why: "terminated 1m0s ago, under the 2m0s grace",
+		},
+		"skips a supervisor pod whose main still runs": {
+			in: stuck(withContainers(terminatedContainer("supervisor", time.Hour), runningContainer("main"))), why: "executor container main",
 		},
 		"skips executors terminated within the pod grace": {
 			in: stuck(withContainers(terminatedContainer("main", time.Minute))), why: "under the 2m0s grace",
@@ -222,6 +283,7 @@ func TestDecideStuckTaskResultIsIdempotent(t *testing.T) {
 	for name, in := range map[string]stuckInput{
 		"branch (a): every executor terminated": stuck(),
 		"branch (b): pod gone, node finished":   stuck(podGone(time.Hour)),
+		"result owned by its pod":               stuck(ownedByPod),
 	} {
 		t.Run(name, func(t *testing.T) {
 			first := DecideStuckTaskResult(in.tr, in.wf, in.pods, stuckNow, stuckGrace)

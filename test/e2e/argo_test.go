@@ -88,7 +88,8 @@ func runVersion(t *testing.T, version string, table *summary) {
 		defer t.Run("repair --apply of the stuck workflows", func(t *testing.T) {
 			var out bytes.Buffer
 			// The simulated pods finished moments ago; the clock is moved past the 2m pod grace.
-			sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true,
+			// A short confirmation delay: nothing retries these workflows meanwhile.
+			sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: time.Second,
 				Now: func() time.Time { return time.Now().Add(repair.DefaultPodGrace + time.Second) }, Out: &out, Err: &bytes.Buffer{}})
 			require.NoError(t, err, out.String())
 			assert.Equal(t, len(stuck), sum.Repaired, out.String())

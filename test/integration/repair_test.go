@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,10 @@ import (
 )
 
 const repairNS = "repair"
+
+// confirmAfter is the repair's confirmation delay in these tests: the cluster changes only when
+// a test changes it, so the delay need not outlast anything.
+const confirmAfter = 10 * time.Millisecond
 
 // stuckShape creates a workflow whose Pod node is the task result's (Running while its pod
 // exists, the v3.5.5+ stuck shape; Error with its finishedAt when given once the pod is gone),
@@ -108,7 +113,7 @@ func repairRun(t *testing.T, apply bool, now func() time.Time, cfg *rest.Config)
 	t.Helper()
 	var out, progress bytes.Buffer
 	sum, err := repair.Run(context.Background(), repair.Options{
-		RESTConfig: cfg, Namespace: repairNS, Apply: apply, Now: now, Out: &out, Err: &progress,
+		RESTConfig: cfg, Namespace: repairNS, Apply: apply, Now: now, ConfirmAfter: confirmAfter, Out: &out, Err: &progress,
 	})
 	return sum, out.String(), progress.String(), err
 }
@@ -205,14 +210,19 @@ func TestRepairNeverOverwritesAConcurrentWrite(t *testing.T) {
 	require.NoError(t, admin.Status().Update(ctx, pod))
 	require.NoError(t, admin.Create(ctx, taskResult(ns, n, "false", map[string]any{"parameters": []any{map[string]any{"name": "a", "value": "1"}}})))
 
+	var confirming atomic.Bool
 	var once sync.Once
 	clock := func() time.Time {
-		// Called while deciding, after the list: the executor writes new outputs right now.
-		once.Do(func() { mergePatch(t, admin, ns, n, `{"outputs":{"parameters":[{"name":"a","value":"2"}]}}`) })
+		// Called while the confirmation pass decides, after it re-read the task result and before
+		// it patches: the executor writes new outputs right now.
+		if confirming.Load() {
+			once.Do(func() { mergePatch(t, admin, ns, n, `{"outputs":{"parameters":[{"name":"a","value":"2"}]}}`) })
+		}
 		return now
 	}
 	var out bytes.Buffer
-	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: clock, Out: &out, Err: &bytes.Buffer{}})
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: clock,
+		ConfirmAfter: confirmAfter, AfterFirstPass: func() { confirming.Store(true) }, Out: &out, Err: &bytes.Buffer{}})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, 1, sum.Repaired)
 	assert.Contains(t, out.String(), "re-decided after a concurrent write", "the stale patch was refused by its resourceVersion precondition")
@@ -251,7 +261,7 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	run := func(step string) (repair.Summary, string) {
 		t.Helper()
 		var out bytes.Buffer
-		sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: later, Out: &out, Err: &bytes.Buffer{}})
+		sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: later, ConfirmAfter: confirmAfter, Out: &out, Err: &bytes.Buffer{}})
 		require.NoError(t, err, "%s: %s", step, out.String())
 		fmt.Printf("repair --apply %s:\n%s", step, out.String())
 		return sum, out.String()
@@ -330,6 +340,209 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	assert.Equal(t, "true", label)
 }
 
+// failedNode creates, in namespace ns, a container-template node that failed an hour ago in a
+// Failed workflow left completed=false, its wait container having died before FinalizeOutput:
+// its task result stayed "false". With pod, the node's pod is still there, every container
+// terminated an hour ago; without, it is gone (as `argo retry` leaves it after its first step).
+func failedNode(t *testing.T, ns, suffix string, pod bool) (node, *corev1.Pod) {
+	t.Helper()
+	n := newNode(t, suffix, true)
+	started, finished := time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339), time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	n = createWorkflow(t, ns, n, "Failed", map[string]any{
+		n.id: map[string]any{"id": n.id, "type": "Pod", "phase": "Failed", "startedAt": started, "finishedAt": finished}})
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		require.NoError(t, unstructured.SetNestedField(wf.Object, started, "status", "startedAt"))
+		require.NoError(t, unstructured.SetNestedField(wf.Object, finished, "status", "finishedAt"))
+	})
+	var p *corev1.Pod
+	if pod {
+		p = createPod(t, ns, n)
+		terminatePodAgo(t, p, time.Hour)
+	}
+	require.NoError(t, admin.Create(context.Background(), taskResult(ns, n, "false", resourceOutputs(suffix))))
+	return n, p
+}
+
+// retryWorkflow sends the Workflow update of `argo retry` (v3.5.4's FormulateRetryWorkflow,
+// workflow/util/util.go) for the failed node, then the controller's re-creation of that node,
+// Pending, same ID; RetryWorkflow has deleted the node's pods before.
+func retryWorkflow(t *testing.T, ns string, n node) {
+	t.Helper()
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		labels := wf.GetLabels()
+		delete(labels, webhook.LabelCompleted)
+		labels[webhook.LabelPhase] = "Running"
+		wf.SetLabels(labels)
+		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "phase"))
+		require.NoError(t, unstructured.SetNestedField(wf.Object, time.Now().UTC().Format(time.RFC3339), "status", "startedAt"))
+		unstructured.RemoveNestedField(wf.Object, "status", "finishedAt")
+		unstructured.RemoveNestedField(wf.Object, "status", "nodes", n.id)
+	})
+	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
+		require.NoError(t, unstructured.SetNestedMap(wf.Object, map[string]any{"id": n.id, "type": "Pod", "phase": "Pending",
+			"startedAt": time.Now().UTC().Format(time.RFC3339)}, "status", "nodes", n.id))
+	})
+}
+
+// `argo retry` (v3.5.4's RetryWorkflow, server/workflow/workflow_server.go) deletes the failed
+// nodes' pods first and updates the Workflow afterwards. In between, a node's facts read "pod
+// gone, node Failed, finished long ago", which A3 repairs; yet the retried node reuses the ID,
+// and a "true" left on its task result would complete the new attempt before its outputs land.
+// So `repair --apply` decides twice: after the confirmation delay it re-reads each task result
+// found safe, its Workflow and its pods, and patches only what is still safe on facts unchanged
+// since the first pass. The retry runs between the two passes, from the AfterFirstPass hook.
+func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
+	ctx := context.Background()
+	const ns = "repair-confirm"
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	require.NoError(t, unregister(ctx))
+	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
+
+	// Nothing happens to this one: the confirmation repairs it.
+	untouched, _ := failedNode(t, ns, "confirm-untouched", true)
+	// Its pod is there at the first pass; a retry deletes it before the confirmation, which would
+	// then repair it by branch (b), but the pods carrying the node ID changed.
+	podsDeleted, podsDeletedPod := failedNode(t, ns, "confirm-pods-deleted", true)
+	// A retry deleted its pod just before the first pass, which repairs it by branch (b); the
+	// retry's Workflow update (and the controller's new attempt) land before the confirmation.
+	midRetry, _ := failedNode(t, ns, "confirm-mid-retry", false)
+	// Deleted before the confirmation (the workflow deleted, say): nothing left to repair.
+	deleted, _ := failedNode(t, ns, "confirm-deleted", true)
+
+	// Report only: the first pass alone finds all four safe, and nothing waits.
+	var out, progress bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, ConfirmAfter: time.Hour, Out: &out, Err: &progress})
+	require.NoError(t, err)
+	require.Equal(t, repair.Summary{Scanned: 4, Repair: 4}, sum, out.String())
+	assert.NotContains(t, progress.String(), "waiting", "without --apply there is nothing to confirm")
+
+	var between atomic.Int32
+	out.Reset()
+	progress.Reset()
+	sum, err = repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: confirmAfter,
+		Output: "json", Out: &out, Err: &progress, AfterFirstPass: func() {
+			between.Add(1)
+			require.NoError(t, admin.Delete(ctx, podsDeletedPod))
+			retryWorkflow(t, ns, midRetry)
+			newPod := createPod(t, ns, midRetry)
+			newPod.Status.Phase = corev1.PodPending
+			require.NoError(t, admin.Status().Update(ctx, newPod))
+			require.NoError(t, admin.Delete(ctx, taskResult(ns, deleted, "", nil)))
+		}})
+	require.NoError(t, err, "a task result deleted meanwhile is a skip, not an error: %s", out.String())
+	assert.Equal(t, int32(1), between.Load(), "the hook runs once, between the passes")
+	assert.Equal(t, repair.Summary{Scanned: 4, Repaired: 1, Skipped: 3}, sum, out.String())
+	assert.Contains(t, progress.String(), "4 task result(s) to repair: waiting 10ms (--confirm-after)")
+	assert.Contains(t, progress.String(), "confirmed 4 task result(s): 1 repaired, 3 not")
+
+	var report struct{ Rows []repair.Row }
+	require.NoError(t, json.Unmarshal(out.Bytes(), &report))
+	rows := map[string]repair.Row{}
+	for _, r := range report.Rows {
+		fmt.Printf("repair --apply, a retry between its passes: %-28s %-8s %s\n", r.Workflow, r.Verdict, r.Reason)
+		rows[r.TaskResult] = r
+	}
+	assert.Equal(t, repair.VerdictRepaired, rows[untouched.id].Verdict)
+	assert.Equal(t, repair.VerdictSkip, rows[podsDeleted.id].Verdict)
+	assert.True(t, strings.HasPrefix(rows[podsDeleted.id].Reason, "facts changed during the confirmation delay: pods carrying the node ID "+
+		string(podsDeletedPod.UID)+" -> (none); now: pod gone; node finished "),
+		"would be repaired by branch (b) now, but its pod went between the passes: %s", rows[podsDeleted.id].Reason)
+	assert.Equal(t, repair.VerdictSkip, rows[midRetry.id].Verdict)
+	assert.Contains(t, rows[midRetry.id].Reason, "facts changed during the confirmation delay: workflow phase Failed -> Running, workflow startedAt ")
+	assert.Contains(t, rows[midRetry.id].Reason, "node phase Failed -> Pending")
+	assert.Contains(t, rows[midRetry.id].Reason, "; now: node "+midRetry.id+" is Pending")
+	assert.Equal(t, repair.VerdictSkip, rows[deleted.id].Verdict)
+	assert.Equal(t, "deleted meanwhile", rows[deleted.id].Reason)
+
+	label, _ := persistedLabel(t, ns, untouched)
+	assert.Equal(t, "true", label, "confirmed on unchanged facts: repaired")
+	for _, n := range []node{podsDeleted, midRetry} {
+		label, _ := persistedLabel(t, ns, n)
+		assert.Equal(t, "false", label, "%s: the retry changed its facts between the passes", n.workflow)
+	}
+
+	// With nothing to repair there is no wait, however long the confirmation delay.
+	progress.Reset()
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	began := time.Now()
+	sum, err = repair.Run(waitCtx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: time.Hour,
+		Selector: webhook.LabelWorkflow + "=" + midRetry.workflow, Out: &bytes.Buffer{}, Err: &progress,
+		AfterFirstPass: func() { t.Error("AfterFirstPass called with nothing to repair") }})
+	require.NoError(t, err)
+	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum, "the new attempt's node is Pending")
+	assert.NotContains(t, progress.String(), "waiting")
+	assert.Less(t, time.Since(began), 10*time.Second)
+}
+
+// A task result deleted after the confirmation pass re-read it and before its patch is a skip,
+// not an error: the patch answers NotFound, and nothing is left to repair.
+func TestRepairSkipsATaskResultDeletedBeforeItsPatch(t *testing.T) {
+	ctx := context.Background()
+	const ns = "repair-deleted"
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	require.NoError(t, unregister(ctx))
+	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
+	n, _ := failedNode(t, ns, "deleted-before-patch", true)
+
+	var confirming atomic.Bool
+	var once sync.Once
+	clock := func() time.Time {
+		// Called while the confirmation pass decides, after it re-read the task result and before
+		// it patches: the task result goes right now.
+		if confirming.Load() {
+			once.Do(func() { require.NoError(t, admin.Delete(ctx, taskResult(ns, n, "", nil))) })
+		}
+		return time.Now()
+	}
+	var out bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: clock,
+		ConfirmAfter: confirmAfter, AfterFirstPass: func() { confirming.Store(true) }, Out: &out, Err: &bytes.Buffer{}})
+	require.NoError(t, err, "deleted meanwhile is no failure: %s", out.String())
+	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum, out.String())
+	assert.Contains(t, out.String(), "deleted meanwhile")
+}
+
+// Executors v3.3.2–v3.5.1 made the task result owned by their Pod, not the Workflow (R1). Such a
+// result is repaired when that very pod carries the node ID and is owned by the Workflow; one
+// owned by another pod (another attempt's) is left alone, and so is one without any owner.
+func TestRepairTiesAPodOwnedResultToItsPod(t *testing.T) {
+	ctx := context.Background()
+	const ns = "repair-pod-owner"
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	require.NoError(t, unregister(ctx))
+	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
+	shape := func(suffix string, owners func(pod *corev1.Pod) []metav1.OwnerReference) node {
+		n := newNode(t, suffix, false)
+		n = createWorkflow(t, ns, n, "Running", map[string]any{n.id: map[string]any{"id": n.id, "type": "Pod", "phase": "Running"}})
+		pod := createPod(t, ns, n)
+		terminatePodAgo(t, pod, time.Hour)
+		tr := taskResult(ns, n, "false", resourceOutputs(suffix))
+		tr.SetOwnerReferences(owners(pod))
+		require.NoError(t, admin.Create(ctx, tr))
+		return n
+	}
+	byItsPod := shape("pod-owned", func(pod *corev1.Pod) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}
+	})
+	byAnotherPod := shape("other-pod-owned", func(pod *corev1.Pod) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: "an-earlier-attempt"}}
+	})
+	unowned := shape("unowned", func(*corev1.Pod) []metav1.OwnerReference { return nil })
+
+	var out bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: confirmAfter, Out: &out, Err: &bytes.Buffer{}})
+	require.NoError(t, err, out.String())
+	fmt.Printf("repair --apply of pod-owned results:\n%s", out.String())
+	assert.Equal(t, repair.Summary{Scanned: 3, Repaired: 1, Skipped: 2}, sum, out.String())
+	assert.Contains(t, out.String(), "owned by pod UID an-earlier-attempt, but the pod carrying node ID "+byAnotherPod.id)
+	assert.Contains(t, out.String(), "no Workflow or Pod owner reference")
+	for n, want := range map[node]string{byItsPod: "true", byAnotherPod: "false", unowned: "false"} {
+		label, _ := persistedLabel(t, ns, n)
+		assert.Equal(t, want, label, n.workflow)
+	}
+}
+
 // --namespaces scans each listed namespace in turn, so it needs no cluster-wide permission: it
 // runs as a user whose Roles are in those namespaces only, and leaves every other alone.
 func TestRepairScansEachListedNamespace(t *testing.T) {
@@ -367,7 +580,7 @@ func TestRepairScansEachListedNamespace(t *testing.T) {
 	assert.Contains(t, err.Error(), "forbidden")
 
 	var out, progress bytes.Buffer
-	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, Namespaces: listed, Apply: true, Out: &out, Err: &progress})
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, Namespaces: listed, Apply: true, ConfirmAfter: confirmAfter, Out: &out, Err: &progress})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, repair.Summary{Scanned: 2, Repaired: 2}, sum, out.String())
 	for _, ns := range listed {
