@@ -2,7 +2,13 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-K8S_VERSION  ?= 1.37.2
+# The test control plane's kube-apiserver: test/tools/kube-apiserver builds the default,
+# test/tools/kube-apiserver-<version> each older one. K8S_MIN_VERSION is the minimum supported
+# (matchConditions GA). Exported so the suites (test/controlplane) start the version built here.
+K8S_DEFAULT_VERSION := 1.37.2
+K8S_MIN_VERSION     := 1.30.14
+K8S_VERSION  ?= $(K8S_DEFAULT_VERSION)
+export K8S_VERSION
 ARGO_VERSION ?= v3.5.4
 BIN          := $(CURDIR)/bin
 K8S_BIN      := $(BIN)/k8s/$(K8S_VERSION)
@@ -15,7 +21,7 @@ KUBECONFIG   ?= $(HOME)/.kube/config
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_.\/-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_.\/-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -48,7 +54,7 @@ vet: ## go vet, and fail on unformatted files.
 ##@ Test
 
 .PHONY: test
-test: vet tools argo-tools kustomize unit fuzz-short integration deploy-test e2e ## Everything: vet, unit, short fuzz, integration, deploy, e2e (builds the tools once).
+test: vet tools argo-tools kustomize helm promql unit fuzz-short integration chart-lint deploy-test e2e ## Everything: vet, unit, short fuzz, integration, chart lint, deploy, e2e (builds the tools once).
 
 .PHONY: unit
 unit: ## Unit tests (race detector on): rules, handlers, the in-process TLS server.
@@ -68,8 +74,21 @@ fuzz: ## Fuzz each handler for FUZZ_TIME (default 5m).
 integration: tools ## Integration tests (race detector on) against a real kube-apiserver + etcd.
 	go test -race $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/integration/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
+.PHONY: integration-k8s-min
+integration-k8s-min: ## The integration suite against the minimum supported kube-apiserver (1.30.14).
+	$(MAKE) --no-print-directory integration K8S_VERSION=$(K8S_MIN_VERSION)
+
+CHART := deploy/chart/argo-completion-webhook
+.PHONY: chart-lint
+chart-lint: helm ## helm lint --strict and helm template of the chart, with its defaults and each ci/*-values.yaml.
+	@for v in "" $(wildcard $(CHART)/ci/*-values.yaml); do \
+		echo "helm lint and template $(CHART) $${v:+-f $$v}"; \
+		$(BIN)/helm lint --strict --quiet $(CHART) --namespace argo-completion-webhook $${v:+-f $$v} || exit 1; \
+		$(BIN)/helm template argo-completion-webhook $(CHART) --namespace argo-completion-webhook $${v:+-f $$v} >/dev/null || exit 1; \
+	done
+
 .PHONY: deploy-test
-deploy-test: tools kustomize ## Validate deploy/ on a real API server (dry-run, RBAC, cert-manager hand-off).
+deploy-test: tools kustomize helm promql ## Validate deploy/ and the chart on a real API server (dry-run, RBAC, parity, alerts, cert-manager hand-off).
 	go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m ./test/deploy/... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 .PHONY: e2e
@@ -100,13 +119,23 @@ soak: ## 90 s of load after a 30 s warm-up over TLS: zero errors, p99, RSS growt
 ##@ Tools (built once into bin/, reused)
 
 .PHONY: tools
-tools: $(K8S_BIN)/kube-apiserver $(K8S_BIN)/etcd ## Build the test control plane (kube-apiserver, etcd).
+tools: $(K8S_BIN)/kube-apiserver $(K8S_BIN)/etcd ## Build the test control plane (kube-apiserver K8S_VERSION, default 1.37.2; etcd).
 
-$(K8S_BIN)/kube-apiserver: test/tools/kube-apiserver/go.mod
-	@echo "building kube-apiserver $(K8S_VERSION) from k8s.io/kubernetes (about 4-9 minutes the first time)"
+.PHONY: tools-k8s-min
+tools-k8s-min: $(BIN)/k8s/$(K8S_MIN_VERSION)/kube-apiserver $(BIN)/k8s/$(K8S_MIN_VERSION)/etcd ## Build the test control plane with the minimum supported kube-apiserver (1.30.14).
+
+$(BIN)/k8s/$(K8S_DEFAULT_VERSION)/kube-apiserver: test/tools/kube-apiserver/go.mod
+	@echo "building kube-apiserver $(K8S_DEFAULT_VERSION) from k8s.io/kubernetes (about 4-9 minutes the first time)"
 	cd test/tools/kube-apiserver && go build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
-$(K8S_BIN)/etcd: test/tools/etcd/go.mod test/tools/etcd/main.go
+# Older versions: one tool module each, test/tools/kube-apiserver-<version>.
+$(BIN)/k8s/%/kube-apiserver: test/tools/kube-apiserver-%/go.mod
+	@echo "building kube-apiserver $* from k8s.io/kubernetes (about 7 minutes the first time)"
+	cd test/tools/kube-apiserver-$* && go build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+# One etcd (v3.6, which serves every supported kube-apiserver) in each version's directory: the
+# second build only links, from the Go build cache.
+$(BIN)/k8s/%/etcd: test/tools/etcd/go.mod test/tools/etcd/main.go
 	@echo "building etcd from go.etcd.io/etcd/server/v3 (about 1 minute the first time)"
 	cd test/tools/etcd && go build -o $@ .
 
@@ -122,3 +151,16 @@ kustomize: $(BIN)/kustomize ## Build kustomize (renders deploy/ in the deploy te
 
 $(BIN)/kustomize: test/tools/kustomize/go.mod
 	cd test/tools/kustomize && go build -o $@ sigs.k8s.io/kustomize/kustomize/v5
+
+.PHONY: helm
+helm: $(BIN)/helm ## Build helm (lints and renders deploy/chart in the chart and deploy tests).
+
+$(BIN)/helm: test/tools/helm/go.mod
+	@echo "building helm from helm.sh/helm/v4 (about 1-2 minutes the first time)"
+	cd test/tools/helm && go build -o $@ helm.sh/helm/v4/cmd/helm
+
+.PHONY: promql
+promql: $(BIN)/promql ## Build bin/promql: Prometheus' own PromQL parser, for the deploy tests' alert checks.
+
+$(BIN)/promql: test/tools/promql/go.mod test/tools/promql/main.go
+	cd test/tools/promql && go build -o $@ .

@@ -197,7 +197,7 @@ func TestDecideStuckTaskResult(t *testing.T) {
 			in: stuck(podGone(time.Hour), func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(2 * time.Hour) }), why: "is Pending",
 		},
 		"repairs a Pending node whose own pod ran and ended past the grace (held Pending by the gate)": {
-			in: stuck(func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(62 * time.Minute) }),
+			in:     stuck(func(in *stuckInput) { in.wf.Node.Phase = nodePending; in.wf.Node.StartedAt = before(62 * time.Minute) }),
 			repair: true, why: "terminated 5m0s ago",
 		},
 		"skips a node without a phase": {

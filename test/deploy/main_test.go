@@ -1,24 +1,22 @@
-// Package deploy validates deploy/ on a real kube-apiserver v1.37.2 with Argo's and cert-manager's
-// CRDs installed: the kustomize output is accepted by server-side dry-run, the RBAC is exactly
-// enough for the webhook and the repair, in the base and in each overlay (the audit overlay's
-// repair only reports and cannot patch; the scoped overlay's reads and patches only in its
-// namespaces), and cert-manager's certificate hand-off (Secret files, CA injection, rotation)
+// Package deploy validates the two ways of installing the webhook, deploy/ (kustomize) and the
+// Helm chart deploy/chart/argo-completion-webhook, on a real kube-apiserver v1.37.2 with Argo's,
+// cert-manager's and the Prometheus Operator's CRDs installed: every rendering (the base, each
+// overlay, the monitoring component, the chart's defaults and each of its ci/ values) is accepted
+// by server-side dry-run under Pod Security "restricted" without a warning; the RBAC is exactly
+// enough for the webhook and the repair in each (an audit install's repair only reports and
+// cannot patch; a scoped one reads and patches only in its namespaces); the chart's defaults
+// render deploy/'s objects; every alert parses with Prometheus' parser and selects what the
+// install exports; and cert-manager's certificate hand-off (Secret files, CA injection, rotation)
 // works with the real API server calling the webhook.
 package deploy
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -50,14 +48,24 @@ func run(m *testing.M) (int, error) {
 	if root, err = controlplane.RepoRoot(); err != nil {
 		return 0, err
 	}
-	if _, err := os.Stat(kustomizeBin()); err != nil {
-		return 0, fmt.Errorf("%s not found: run `make kustomize` (the deploy suite renders deploy/ with it)", kustomizeBin())
+	for tool, why := range map[string]string{
+		"kustomize": "renders deploy/",
+		"helm":      "lints and renders the chart",
+		"promql":    "parses the alerts with Prometheus' parser",
+	} {
+		if _, err := os.Stat(toolBin(tool)); err != nil {
+			return 0, fmt.Errorf("%s not found: run `make %s` (the deploy suite %s with it)", toolBin(tool), tool, why)
+		}
 	}
-	crds, err := controlplane.CertManagerCRDDir()
+	certManager, err := controlplane.CertManagerCRDDir()
 	if err != nil {
 		return 0, err
 	}
-	if env, adminCfg, err = controlplane.StartEnv(crds); err != nil {
+	monitoring, err := prometheusOperatorCRDs()
+	if err != nil {
+		return 0, err
+	}
+	if env, adminCfg, err = controlplane.StartEnv(append([]string{certManager}, monitoring...)...); err != nil {
 		return 0, err
 	}
 	defer func() { _ = env.Stop() }()
@@ -67,31 +75,19 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-func kustomizeBin() string { return filepath.Join(root, "bin", "kustomize") }
+// toolBin is the path of a tool the Makefile builds into bin/.
+func toolBin(name string) string { return filepath.Join(root, "bin", name) }
 
-// render runs kustomize on dir (relative to the repository) and returns the objects.
-func render(t *testing.T, dir string) []*unstructured.Unstructured {
-	t.Helper()
-	cmd := exec.Command(kustomizeBin(), "build", filepath.Join(root, dir))
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kustomize build %s: %v: %s", dir, err, stderr.String())
+// prometheusOperatorCRDs returns the CRD files of ServiceMonitor and PrometheusRule from the
+// Prometheus Operator module pinned in test/tools/prometheus-operator.
+func prometheusOperatorCRDs() ([]string, error) {
+	dir, err := controlplane.ModuleDir("prometheus-operator", "github.com/prometheus-operator/prometheus-operator")
+	if err != nil {
+		return nil, err
 	}
-	dec := yaml.NewYAMLOrJSONDecoder(&out, 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("decoding kustomize output of %s: %v", dir, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-	return objs
+	crds := filepath.Join(dir, "example", "prometheus-operator-crd")
+	return []string{
+		filepath.Join(crds, "monitoring.coreos.com_servicemonitors.yaml"),
+		filepath.Join(crds, "monitoring.coreos.com_prometheusrules.yaml"),
+	}, nil
 }

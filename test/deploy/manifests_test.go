@@ -17,10 +17,17 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 )
 
+// podSecurityLabel is the label that makes the API server enforce Pod Security "restricted" in
+// deploy/'s namespace: deploy/base/namespace.yaml sets it, and the README has the chart's
+// operator set it before `helm install`.
+const podSecurityLabel = "pod-security.kubernetes.io/enforce"
+
 func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
-	for _, dir := range []string{"deploy", "deploy/overlays/audit", "deploy/overlays/scoped"} {
-		t.Run(dir, func(t *testing.T) {
-			objs := render(t, dir)
+	// Every documented rendering, and the chart under another release name in another namespace.
+	sources := append(allSources(), chartAs("wh", "platform", "ci/monitoring-values.yaml", "namespaces={"+scopedNamespace+"}"))
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			objs := render(t, src)
 			require.NotEmpty(t, objs)
 			cfg := rest.CopyConfig(adminCfg)
 			w := &harness.Warnings{}
@@ -36,13 +43,26 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 					continue
 				}
 				rendered[o.GetName()] = true
-				err := c.Get(ctx, client.ObjectKeyFromObject(o), o.DeepCopy())
+				live := o.DeepCopy()
+				err := c.Get(ctx, client.ObjectKeyFromObject(o), live)
 				if apierrors.IsNotFound(err) {
 					require.NoError(t, c.Create(ctx, o.DeepCopy(), client.DryRunAll), "dry-run %s", o.GetName())
 					require.NoError(t, c.Create(ctx, o.DeepCopy()))
+					continue
+				}
+				require.NoError(t, err)
+				for k, v := range o.GetLabels() {
+					require.Equal(t, v, live.GetLabels()[k], "namespace %s already carries the rendered label %s", o.GetName(), k)
 				}
 			}
-			// The scoped overlay's Roles live in Argo's namespace, which Argo's install creates.
+			if !rendered[src.namespace] {
+				// The chart's operator creates and labels the release namespace (README, Install).
+				ensureNamespace(t, src.namespace, podSecurityLabel, "restricted")
+			}
+			var ns corev1.Namespace
+			require.NoError(t, admin.Get(ctx, client.ObjectKey{Name: src.namespace}, &ns))
+			require.Equal(t, "restricted", ns.Labels[podSecurityLabel], "Pod Security is enforced where the pods run, or no warning could come")
+			// A scoped install's Roles live in Argo's namespace, which Argo's install creates.
 			for _, o := range objs {
 				if ns := o.GetNamespace(); ns != "" && !rendered[ns] {
 					ensureNamespace(t, ns)
@@ -59,13 +79,39 @@ func TestManifestsAreAcceptedByServerSideDryRun(t *testing.T) {
 	}
 }
 
-// ensureNamespace creates namespace name unless it exists.
-func ensureNamespace(t *testing.T, name string) {
+// ensureNamespace creates namespace name unless it exists, and gives it labels, given as key and
+// value pairs, unless it carries them.
+func ensureNamespace(t *testing.T, name string, labels ...string) {
 	t.Helper()
-	err := admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		require.NoError(t, err, "creating namespace %s", name)
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
 	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: want}}
+	err := admin.Create(ctx, ns)
+	if !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err, "creating namespace %s", name)
+		return
+	}
+	require.NoError(t, admin.Get(ctx, client.ObjectKey{Name: name}, ns))
+	missing := false
+	for k, v := range want {
+		if ns.Labels[k] != v {
+			missing = true
+			metav1.SetMetaDataLabel(&ns.ObjectMeta, k, v)
+		}
+	}
+	if missing {
+		require.NoError(t, admin.Update(ctx, ns), "labelling namespace %s", name)
+	}
+}
+
+// ensureDeployNamespace makes deploy/'s namespace as deploy/base/namespace.yaml does and as the
+// README has the chart's operator make it: Pod Security "restricted" enforced.
+func ensureDeployNamespace(t *testing.T) {
+	t.Helper()
+	ensureNamespace(t, deployNamespace, podSecurityLabel, "restricted")
 }
 
 // find returns the rendered object of kind and name.
@@ -81,7 +127,23 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *u
 }
 
 func TestManifestsCarryTheProductionDefaults(t *testing.T) {
-	objs := render(t, "deploy")
+	for _, src := range []source{kustomize("deploy"), chart()} {
+		t.Run(src.name, func(t *testing.T) { assertProductionDefaults(t, render(t, src)) })
+	}
+	for _, src := range []source{kustomize("deploy/overlays/audit"), chart("ci/audit-values.yaml")} {
+		t.Run(src.name, func(t *testing.T) {
+			audit := find(t, render(t, src), "Deployment", "argo-completion-webhook")
+			auditArgs, _, _ := unstructured.NestedSlice(audit.Object, "spec", "template", "spec", "containers")
+			a := strings.Join(toStrings(auditArgs[0].(map[string]any)["args"]), " ")
+			assert.Contains(t, a, "--mode=audit")
+			assert.NotContains(t, a, "--mode=enforce")
+		})
+	}
+}
+
+// assertProductionDefaults checks the rendered objects of an unscoped install in enforce mode.
+func assertProductionDefaults(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
 	dep := find(t, objs, "Deployment", "argo-completion-webhook")
 	replicas, _, _ := unstructured.NestedFieldNoCopy(dep.Object, "spec", "replicas")
 	assert.EqualValues(t, 2, replicas)
@@ -129,12 +191,6 @@ func TestManifestsCarryTheProductionDefaults(t *testing.T) {
 		assert.Equal(t, "argo-completion-webhook", svc["namespace"])
 		assert.Equal(t, "Ignore", h.(map[string]any)["failurePolicy"])
 	}
-
-	audit := find(t, render(t, "deploy/overlays/audit"), "Deployment", "argo-completion-webhook")
-	auditArgs, _, _ := unstructured.NestedSlice(audit.Object, "spec", "template", "spec", "containers")
-	a := strings.Join(toStrings(auditArgs[0].(map[string]any)["args"]), " ")
-	assert.Contains(t, a, "--mode=audit")
-	assert.NotContains(t, a, "--mode=enforce")
 }
 
 func toStrings(v any) []string {

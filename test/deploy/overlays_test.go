@@ -24,40 +24,99 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
-// overlay is one install of deploy/: its repair CronJob's arguments, what its accounts may do,
-// and what its repair run makes of a stuck task result in the scoped namespace and one outside.
-type overlay struct {
-	dir        string
+// install is one rendering of the webhook's install: its repair CronJob's arguments, what its
+// webhook's arguments say, what its accounts may do, and what its repair run makes of a stuck
+// task result in the scoped namespace and one outside.
+type install struct {
+	src        source
 	repairArgs []string
+	hook       webhookWant
 	webhook    access
 	repair     access
 	// verdicts is the repair's verdict per namespace; a namespace absent is never scanned.
 	verdicts map[string]string
 }
 
-// overlays are the three installs of deploy/.
-var overlays = map[string]overlay{
+// webhookWant is what an install's webhook arguments must set.
+type webhookWant struct {
+	mode                 webhook.Mode
+	namespaces           []string
+	archive              bool
+	archiveLabelSelector string
+}
+
+// What an install that repairs every namespace, one that only reports, and one scoped to Argo's
+// namespace expect of their repair.
+var (
+	repairEverywhere   = []string{"repair", "--all-namespaces", "--apply"}
+	reportEverywhere   = []string{"repair", "--all-namespaces"}
+	repairScoped       = []string{"repair", "--namespaces=" + scopedNamespace, "--apply"}
+	repairedEverywhere = map[string]string{scopedNamespace: repair.VerdictRepaired, outsideNamespace: repair.VerdictRepaired}
+	reportedEverywhere = map[string]string{scopedNamespace: repair.VerdictRepair, outsideNamespace: repair.VerdictRepair}
+	repairedScoped     = map[string]string{scopedNamespace: repair.VerdictRepaired}
+	enforce            = webhookWant{mode: webhook.ModeEnforce}
+)
+
+// installs are the renderings of allSources, and one more of the chart (repair.apply=false).
+var installs = map[string]install{
 	"the base repairs every namespace": {
-		dir:        "deploy",
-		repairArgs: []string{"repair", "--all-namespaces", "--apply"},
-		webhook:    everywhere(webhookGrants),
-		repair:     everywhere(repairGrants),
-		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepaired, outsideNamespace: repair.VerdictRepaired},
+		src: kustomize("deploy"), repairArgs: repairEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
 	},
 	"the audit overlay only reports and cannot patch anywhere": {
-		dir:        "deploy/overlays/audit",
-		repairArgs: []string{"repair", "--all-namespaces"},
-		webhook:    everywhere(webhookGrants),
-		repair:     everywhere(repairReadGrants),
-		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepair, outsideNamespace: repair.VerdictRepair},
+		src: kustomize("deploy/overlays/audit"), repairArgs: reportEverywhere, hook: webhookWant{mode: webhook.ModeAudit},
+		webhook: everywhere(webhookGrants), repair: everywhere(repairReadGrants), verdicts: reportedEverywhere,
 	},
 	"the scoped overlay reads and repairs only in its namespaces": {
-		dir:        "deploy/overlays/scoped",
-		repairArgs: []string{"repair", "--namespaces=" + scopedNamespace, "--apply"},
-		webhook:    access{scopedNamespace: webhookGrants},
-		repair:     access{scopedNamespace: repairGrants},
-		verdicts:   map[string]string{scopedNamespace: repair.VerdictRepaired},
+		src: kustomize("deploy/overlays/scoped"), repairArgs: repairScoped,
+		hook:    webhookWant{mode: webhook.ModeEnforce, namespaces: []string{scopedNamespace}, archive: true},
+		webhook: access{scopedNamespace: webhookGrants}, repair: access{scopedNamespace: repairGrants}, verdicts: repairedScoped,
 	},
+	"the base with the monitoring component keeps the base's access": {
+		src: kustomize("deploy", monitoringComponent), repairArgs: repairEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
+	},
+	"the chart's defaults repair every namespace": {
+		src: chart(), repairArgs: repairEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
+	},
+	"the chart in audit mode only reports and cannot patch anywhere": {
+		src: chart("ci/audit-values.yaml"), repairArgs: reportEverywhere, hook: webhookWant{mode: webhook.ModeAudit},
+		webhook: everywhere(webhookGrants), repair: everywhere(repairReadGrants), verdicts: reportedEverywhere,
+	},
+	"the chart scoped to Argo's namespace reads and repairs only there": {
+		src: chart("ci/scoped-values.yaml"), repairArgs: repairScoped,
+		hook:    webhookWant{mode: webhook.ModeEnforce, namespaces: []string{scopedNamespace}},
+		webhook: access{scopedNamespace: webhookGrants}, repair: access{scopedNamespace: repairGrants}, verdicts: repairedScoped,
+	},
+	"the chart signed by an existing issuer keeps the defaults' access": {
+		src: chart("ci/existing-issuer-values.yaml"), repairArgs: repairEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
+	},
+	"the chart for an archiving controller keeps the defaults' access": {
+		src: chart("ci/archive-values.yaml"), repairArgs: repairEverywhere,
+		hook: webhookWant{mode: webhook.ModeEnforce, archive: true,
+			archiveLabelSelector: "workflows.argoproj.io/archive-strategy!=false"},
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
+	},
+	"the chart with monitoring keeps the defaults' access": {
+		src: chart("ci/monitoring-values.yaml"), repairArgs: repairEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairGrants), verdicts: repairedEverywhere,
+	},
+	"the chart's repair without apply only reports and cannot patch anywhere": {
+		src: chart("repair.apply=false"), repairArgs: reportEverywhere, hook: enforce,
+		webhook: everywhere(webhookGrants), repair: everywhere(repairReadGrants), verdicts: reportedEverywhere,
+	},
+}
+
+func TestEveryRenderingHasItsInstallExpectations(t *testing.T) {
+	covered := map[string]bool{}
+	for _, in := range installs {
+		covered[in.src.name] = true
+	}
+	for _, src := range allSources() {
+		assert.True(t, covered[src.name], "%s has an entry in installs: what its arguments and accounts must be", src.name)
+	}
 }
 
 // taskResults is the resource the repair patches.
@@ -93,14 +152,32 @@ func repairOptions(t *testing.T, args []string) repair.Options {
 	return o
 }
 
-func TestRepairArgumentsFollowEachOverlay(t *testing.T) {
-	for name, ov := range overlays {
+func TestArgumentsFollowEachInstall(t *testing.T) {
+	for name, in := range installs {
 		t.Run(name, func(t *testing.T) {
-			args := repairArgs(t, render(t, ov.dir))
-			assert.Equal(t, ov.repairArgs, args)
+			objs := render(t, in.src)
+			args := repairArgs(t, objs)
+			assert.Equal(t, in.repairArgs, args)
 			repairOptions(t, args)
+
+			hook := webhookOptions(t, objs)
+			assert.Equal(t, in.hook, webhookWant{mode: hook.Mode, namespaces: hook.Namespaces,
+				archive: hook.Archive, archiveLabelSelector: hook.ArchiveLabelSelector}, "the webhook's arguments")
 		})
 	}
+}
+
+// webhookOptions parses the rendered webhook's arguments as the webhook does, and validates them.
+func webhookOptions(t *testing.T, objs []*unstructured.Unstructured) webhook.Options {
+	t.Helper()
+	var o webhook.Options
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.BindFlags(fs)
+	args := containerArgs(t, objs, "Deployment", webhookAccount, "spec", "template", "spec")
+	require.NoError(t, fs.Parse(args), "the webhook accepts %q", args)
+	require.NoError(t, o.Validate(), "the webhook accepts %q", args)
+	return o
 }
 
 // roleRules returns the rules of the rendered Role namespace/name.
@@ -117,40 +194,44 @@ func roleRules(t *testing.T, objs []*unstructured.Unstructured, namespace, name 
 	return nil
 }
 
-func TestScopedOverlayGrantsOnlyInTheNamespacesItWatches(t *testing.T) {
-	objs, base := render(t, "deploy/overlays/scoped"), render(t, "deploy")
-	var hook webhook.Options
-	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	hook.BindFlags(fs)
-	require.NoError(t, fs.Parse(containerArgs(t, objs, "Deployment", webhookAccount, "spec", "template", "spec")))
-	require.NotEmpty(t, hook.Namespaces, "the scoped webhook caches pods from given namespaces")
-	scope := hook.Namespaces
-	assert.ElementsMatch(t, scope, repairOptions(t, repairArgs(t, objs)).Namespaces, "the repair scans the namespaces the webhook watches")
+func TestScopedInstallsGrantOnlyInTheNamespacesTheyWatch(t *testing.T) {
+	// Each scoped rendering, and the unscoped one whose ClusterRoles its Roles must equal.
+	for _, c := range []struct{ scoped, base source }{
+		{kustomize("deploy/overlays/scoped"), kustomize("deploy")},
+		{chart("ci/scoped-values.yaml"), chart()},
+		{chart("namespaces={" + scopedNamespace + ",team-a}"), chart()},
+	} {
+		t.Run(c.scoped.name, func(t *testing.T) {
+			objs, base := render(t, c.scoped), render(t, c.base)
+			scope := webhookOptions(t, objs).Namespaces
+			require.NotEmpty(t, scope, "the scoped webhook caches pods from given namespaces")
+			assert.ElementsMatch(t, scope, repairOptions(t, repairArgs(t, objs)).Namespaces, "the repair scans the namespaces the webhook watches")
 
-	for _, account := range []string{webhookAccount, repairAccount} {
-		var bound []string
-		for _, o := range objs {
-			if o.GetKind() != "RoleBinding" && o.GetKind() != "ClusterRoleBinding" {
-				continue
-			}
-			var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields, bar the namespace
-			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b))
-			for _, s := range b.Subjects {
-				if s.Kind != rbacv1.ServiceAccountKind || s.Name != account {
-					continue
+			for _, account := range []string{webhookAccount, repairAccount} {
+				var bound []string
+				for _, o := range objs {
+					if o.GetKind() != "RoleBinding" && o.GetKind() != "ClusterRoleBinding" {
+						continue
+					}
+					var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields, bar the namespace
+					require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b))
+					for _, s := range b.Subjects {
+						if s.Kind != rbacv1.ServiceAccountKind || s.Name != account {
+							continue
+						}
+						require.Equal(t, "RoleBinding", o.GetKind(), "%s is bound only per namespace, not by %s %s", account, o.GetKind(), o.GetName())
+						assert.Equal(t, "Role", b.RoleRef.Kind, "RoleBinding %s/%s grants a Role, not a ClusterRole", b.Namespace, b.Name)
+						assert.Equal(t, clusterRoleRules(t, base, b.RoleRef.Name), roleRules(t, objs, b.Namespace, b.RoleRef.Name),
+							"the Role %s/%s grants what the unscoped ClusterRole does", b.Namespace, b.RoleRef.Name)
+						bound = append(bound, b.Namespace)
+					}
 				}
-				require.Equal(t, "RoleBinding", o.GetKind(), "%s is bound only per namespace, not by %s %s", account, o.GetKind(), o.GetName())
-				assert.Equal(t, "Role", b.RoleRef.Kind, "RoleBinding %s/%s grants a Role, not a ClusterRole", b.Namespace, b.Name)
-				assert.Equal(t, clusterRoleRules(t, base, b.RoleRef.Name), roleRules(t, objs, b.Namespace, b.RoleRef.Name),
-					"the Role %s/%s grants what the base's ClusterRole does", b.Namespace, b.RoleRef.Name)
-				bound = append(bound, b.Namespace)
+				assert.ElementsMatch(t, scope, bound, "%s is granted exactly in the namespaces the webhook watches", account)
 			}
-		}
-		assert.ElementsMatch(t, scope, bound, "%s is granted exactly in the namespaces the webhook watches", account)
-	}
-	for _, o := range objs {
-		assert.NotEqual(t, "ClusterRole", o.GetKind(), "no cluster-wide role is left to bind: %s", o.GetName())
+			for _, o := range objs {
+				assert.NotEqual(t, "ClusterRole", o.GetKind(), "no cluster-wide role is left to bind: %s", o.GetName())
+			}
+		})
 	}
 }
 
@@ -194,28 +275,28 @@ func createStuckTaskResult(t *testing.T, namespace, workflow string) *unstructur
 // finished now (its pod is gone).
 func afterOrphanGrace() time.Time { return time.Now().Add(repair.DefaultOrphanGrace + time.Minute) }
 
-func TestRepairAccessStaysWithinEachOverlay(t *testing.T) {
+func TestRepairAccessStaysWithinEachInstall(t *testing.T) {
 	ctx := context.Background()
 	t.Cleanup(func() {
 		// Leave the base installed, as the other tests find it.
-		applyRBAC(t, "deploy")
+		applyRBAC(t, render(t, kustomize("deploy")))
 		awaitAccess(t, webhookAccount, everywhere(webhookGrants))
 		awaitAccess(t, repairAccount, everywhere(repairGrants))
 	})
 	for _, ns := range []string{scopedNamespace, outsideNamespace} {
 		ensureNamespace(t, ns)
 	}
-	for name, ov := range overlays {
+	for name, in := range installs {
 		t.Run(name, func(t *testing.T) {
-			objs := render(t, ov.dir)
-			applyRBAC(t, ov.dir)
+			objs := render(t, in.src)
+			applyRBAC(t, objs)
 			// Asked of the API server by impersonation, every verb, in and out of scope.
-			awaitAccess(t, webhookAccount, ov.webhook)
-			awaitAccess(t, repairAccount, ov.repair)
+			awaitAccess(t, webhookAccount, in.webhook)
+			awaitAccess(t, repairAccount, in.repair)
 
 			results := map[string]*unstructured.Unstructured{}
 			for _, ns := range []string{scopedNamespace, outsideNamespace} {
-				results[ns] = createStuckTaskResult(t, ns, "wf-overlay")
+				results[ns] = createStuckTaskResult(t, ns, "wf-install")
 			}
 
 			// The CronJob's run, with its arguments, as its account, past the orphan grace.
@@ -223,28 +304,29 @@ func TestRepairAccessStaysWithinEachOverlay(t *testing.T) {
 			var out bytes.Buffer
 			opts.RESTConfig, opts.Output, opts.Out, opts.Err = asServiceAccount(repairAccount), "json", &out, &bytes.Buffer{}
 			opts.Now = afterOrphanGrace
+			opts.ConfirmAfter = 10 * time.Millisecond // nothing changes the facts here; the delay is tested in integration
 			_, err := repair.Run(ctx, opts)
 			require.NoError(t, err, "the repair runs as its account: %s", out.String())
 			var report struct{ Rows []repair.Row }
 			require.NoError(t, json.Unmarshal(out.Bytes(), &report))
 			verdicts := map[string]string{}
 			for _, r := range report.Rows {
-				if r.Workflow == "wf-overlay" {
+				if r.Workflow == "wf-install" {
 					verdicts[r.Namespace] = r.Verdict
 				}
 			}
-			assert.Equal(t, ov.verdicts, verdicts, "the repair's verdicts on the stuck task results, per namespace")
+			assert.Equal(t, in.verdicts, verdicts, "the repair's verdicts on the stuck task results, per namespace")
 
 			sa, err := client.New(asServiceAccount(repairAccount), client.Options{Scheme: harness.Scheme()})
 			require.NoError(t, err)
 			for ns, tr := range results {
 				require.NoError(t, admin.Get(ctx, client.ObjectKeyFromObject(tr), tr))
 				want := "false"
-				if ov.verdicts[ns] == repair.VerdictRepaired {
+				if in.verdicts[ns] == repair.VerdictRepaired {
 					want = "true"
 				}
 				assert.Equal(t, want, tr.GetLabels()[webhook.LabelReportOutputsCompleted], "the task result in %s", ns)
-				if ov.repair.allows(ns, taskResults, "patch") {
+				if in.repair.allows(ns, taskResults, "patch") {
 					continue
 				}
 				// Where the account may not patch, even a deliberate patch is refused.

@@ -104,14 +104,16 @@ var rbacKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "Cl
 // installedRBAC holds the objects applyRBAC last installed, by kind, namespace and name.
 var installedRBAC = map[string]*unstructured.Unstructured{}
 
-// applyRBAC installs, for real, the Namespace and the RBAC objects that dir renders, and removes
-// those a previous call installed that dir does not render, so the API server authorizes the
-// service accounts exactly as dir deploys them. Callers wait for the authorizer with awaitAccess.
-func applyRBAC(t *testing.T, dir string) {
+// applyRBAC installs, for real, the Namespaces and the RBAC objects of a rendering, and removes
+// those a previous call installed that it does not hold, so the API server authorizes the service
+// accounts exactly as the rendering deploys them. Callers wait for the authorizer with
+// awaitAccess.
+func applyRBAC(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
 	ctx := context.Background()
+	ensureDeployNamespace(t) // the chart's release namespace, which the operator creates
 	rendered := map[string]*unstructured.Unstructured{}
-	for _, o := range render(t, dir) {
+	for _, o := range objs {
 		switch {
 		case o.GetKind() == "Namespace":
 			if err := admin.Create(ctx, o.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -218,8 +220,8 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	assert.Equal(t, []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
-	}, clusterRoleRules(t, render(t, "deploy"), webhookAccount), "the webhook's ClusterRole grants exactly pods read and task-result get")
-	applyRBAC(t, "deploy")
+	}, clusterRoleRules(t, render(t, kustomize("deploy")), webhookAccount), "the webhook's ClusterRole grants exactly pods read and task-result get")
+	applyRBAC(t, render(t, kustomize("deploy")))
 	awaitAccess(t, webhookAccount, everywhere(webhookGrants))
 	ctx := context.Background()
 	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}}))
@@ -265,7 +267,7 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 }
 
 func TestRepairWorksWithExactlyTheDeployedRBAC(t *testing.T) {
-	applyRBAC(t, "deploy")
+	applyRBAC(t, render(t, kustomize("deploy")))
 	awaitAccess(t, repairAccount, everywhere(repairGrants))
 	ctx := context.Background()
 	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "repair-rbac"}}))
@@ -274,7 +276,7 @@ func TestRepairWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	cfg := asServiceAccount(repairAccount)
 	var out bytes.Buffer
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, AllNamespaces: true, Apply: true,
-		Now: afterOrphanGrace, Out: &out, Err: &bytes.Buffer{}})
+		Now: afterOrphanGrace, ConfirmAfter: 10 * time.Millisecond, Out: &out, Err: &bytes.Buffer{}})
 	require.NoError(t, err, "the repair runs as its deployed service account: %s", out.String())
 	assert.Equal(t, 1, sum.Repaired, out.String())
 
