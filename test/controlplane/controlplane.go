@@ -1,6 +1,7 @@
-// Package controlplane starts the test control plane (a real kube-apiserver v1.37.2 and etcd
-// v3.6, built by `make tools` into bin/k8s/<version>/) with Argo's CRDs installed, for the
-// integration and end-to-end suites. Both servers listen on 127.0.0.1 only.
+// Package controlplane starts the test control plane (a real kube-apiserver and etcd v3.6, built
+// by `make tools` into bin/k8s/<version>/) with Argo's CRDs installed, for the integration and
+// end-to-end suites. Both servers listen on 127.0.0.1 only. The kube-apiserver is v1.37.2 unless
+// K8S_VERSION names another supported version (1.30.14, the minimum: `make integration-k8s-min`).
 package controlplane
 
 import (
@@ -17,8 +18,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// KubernetesVersion is the version of the kube-apiserver the tools module builds.
-const KubernetesVersion = "1.37.2"
+// DefaultKubernetesVersion is the kube-apiserver the suites run against unless K8S_VERSION says
+// otherwise; test/tools/kube-apiserver builds it.
+const DefaultKubernetesVersion = "1.37.2"
+
+// MinKubernetesVersion is the oldest kube-apiserver the suites run against, the minimum supported
+// version: the first release with admission matchConditions GA (beta and on by default from 1.28;
+// deploy/ relies on them). test/tools/kube-apiserver-1.30.14 builds it.
+const MinKubernetesVersion = "1.30.14"
+
+// toolTargets maps each kube-apiserver version a tool module builds to the make target that
+// builds it into bin/k8s/<version>/.
+var toolTargets = map[string]string{
+	DefaultKubernetesVersion: "make tools",
+	MinKubernetesVersion:     "make tools-k8s-min",
+}
+
+// KubernetesVersion returns the kube-apiserver version the suites run against: $K8S_VERSION when
+// set (as `make … K8S_VERSION=1.30.14` sets it), else DefaultKubernetesVersion. It is not checked
+// against the binary, which is built from modules and reports no release version.
+func KubernetesVersion() string {
+	if v := os.Getenv("K8S_VERSION"); v != "" {
+		return v
+	}
+	return DefaultKubernetesVersion
+}
 
 // ArgoVersion is the Argo release whose CRDs the suites install (pinned in the tool module
 // test/tools/argo-v3.5.4).
@@ -48,22 +72,39 @@ func fileExists(p string) bool {
 }
 
 // Assets returns the directory holding kube-apiserver and etcd: KUBEBUILDER_ASSETS when set,
-// else bin/k8s/<version>/ in the repository. It fails with the make target when they are missing.
+// else bin/k8s/<KubernetesVersion()>/ in the repository. It fails with the make target that builds
+// them when they are missing, and when no tool module builds the version asked for.
 func Assets() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		root, err := RepoRoot()
-		if err != nil {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		if err := checkAssets(dir, "put kube-apiserver and etcd there, or unset KUBEBUILDER_ASSETS to use bin/k8s/"); err != nil {
 			return "", err
 		}
-		dir = filepath.Join(root, "bin", "k8s", KubernetesVersion)
+		return dir, nil
 	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if !fileExists(filepath.Join(dir, b)) {
-			return "", fmt.Errorf("%s not found in %s: run `make tools` to build the test control plane (about 5 minutes the first time)", b, dir)
-		}
+	version := KubernetesVersion()
+	target, ok := toolTargets[version]
+	if !ok {
+		return "", fmt.Errorf("K8S_VERSION=%s: no tool module builds that kube-apiserver; the suites run against %s (default) and %s (minimum, `make integration-k8s-min`)", version, DefaultKubernetesVersion, MinKubernetesVersion)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "bin", "k8s", version)
+	if err := checkAssets(dir, fmt.Sprintf("run `%s` to build the kube-apiserver %s test control plane (about 4-9 minutes the first time)", target, version)); err != nil {
+		return "", err
 	}
 	return dir, nil
+}
+
+// checkAssets fails with hint when dir lacks kube-apiserver or etcd.
+func checkAssets(dir, hint string) error {
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if !fileExists(filepath.Join(dir, b)) {
+			return fmt.Errorf("%s not found in %s: %s", b, dir, hint)
+		}
+	}
+	return nil
 }
 
 // ArgoModuleDir returns the directory of the pinned github.com/argoproj/argo-workflows/v3 module

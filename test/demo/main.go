@@ -65,7 +65,7 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("starting the control plane: kube-apiserver " + controlplane.KubernetesVersion + " + etcd on 127.0.0.1")
+	step("starting the control plane: kube-apiserver " + controlplane.KubernetesVersion() + " + etcd on 127.0.0.1")
 	cluster, err := harness.StartCluster(dir)
 	if err != nil {
 		return err

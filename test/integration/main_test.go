@@ -1,6 +1,7 @@
-// Package integration runs the webhook behind a real kube-apiserver v1.37.2 and etcd: the API
-// server calls it through the shipped MutatingWebhookConfiguration (deploy/), applies its patches
-// and persists them. Nothing here is faked: requests come from the API server's admission chain.
+// Package integration runs the webhook behind a real kube-apiserver and etcd: the API server calls
+// it through the shipped MutatingWebhookConfiguration (deploy/), applies its patches and persists
+// them. Nothing here is faked: requests come from the API server's admission chain. The
+// kube-apiserver is v1.37.2, or K8S_VERSION's (`make integration-k8s-min` runs on 1.30.14).
 package integration
 
 import (
@@ -58,6 +59,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	fmt.Fprintf(os.Stderr, "integration: kube-apiserver from %s\n", env.BinaryAssetsDirectory)
 	defer func() { _ = env.Stop() }()
 	if admin, err = client.New(adminCfg, client.Options{Scheme: scheme}); err != nil {
 		return 0, err
