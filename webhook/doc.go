@@ -3,13 +3,14 @@
 // server (Run) that serves them.
 //
 // What is mutated: only the label workflows.argoproj.io/report-outputs-completed on
-// WorkflowTaskResults (rules A1, A1b; A3 for the repair command), and on Workflows in the
+// WorkflowTaskResults (rules A1, A1b; A3 for the repair command, which also creates a missing
+// result, complete, by rule A4 in diagnose.go), and on Workflows in the
 // v3.5.3–v3.5.4 stuck shape the label workflows.argoproj.io/completed with, in the same response,
 // status.finishedAt, the Completed condition and taskResultsCompletionStatus entries (rule B2;
 // workflow-archiving-status=Pending with --archive). Never touched: outputs, any other label or
 // field, Pods, DELETE requests; a "true" is never turned to "false" and no label is removed.
 //
-// Rules (taskresult.go, workflow.go, stuck.go) are pure functions of what the request carries plus the
+// Rules (taskresult.go, workflow.go, stuck.go, diagnose.go) are pure functions of what the request carries plus the
 // node's pod facts; the handlers (handler.go) read only the fields the rules need in one pass
 // (scan.go, review.go) and build the JSON patch directly (patch.go).
 //
@@ -23,10 +24,13 @@
 //  1. every Pod node finished, and every executor container (wait/supervisor, or main without
 //     them) of every incomplete entry's pod has been terminated, at least the grace ago
 //     (--b2-grace, default 2m: Argo's own RECENTLY_DELETED_POD_DURATION), or that pod is gone and
-//     its node finished that long ago: no executor write is still in flight; the pod is this
+//     its node finished at least 10m ago (the orphan grace, as repair's): no executor write is
+//     still in flight; the pod is this
 //     workflow's (owner UID) and this attempt's (it ended after its node started);
-//  2. every task result of the workflow at the API server (a metadata-only list, read from etcd)
-//     has an entry in the completion map, so the controller has seen and merged it;
+//  2. every task result of the workflow at the API server (a metadata-only list with
+//     resourceVersion "", a consistent read: from etcd, or from the watch cache once it has
+//     caught up with etcd's current revision) has an entry in the completion map, so the
+//     controller has seen and merged it;
 //  3. each incomplete entry's task result, read from the API server itself (a GET, not a
 //     cache), is not "true" (if it is, the controller completes the workflow itself, with the
 //     outputs, as soon as its informer delivers it) and holds no output that the node in this

@@ -52,6 +52,9 @@ type HandlerOptions struct {
 	Workflow WorkflowConfig
 	// Now is the clock of rule B2's grace; nil means time.Now.
 	Now func() time.Time
+	// Events, when set, gets every mutating decision (or, in audit mode, every one it would
+	// apply) as an Event on the Workflow. Never called for dry-run requests.
+	Events Recorder
 	// LookupTimeout bounds each request's pod lookups; it must stay well under the webhook's
 	// timeoutSeconds (2 s) so a slow API server never turns into a webhook timeout.
 	LookupTimeout time.Duration
@@ -79,10 +82,12 @@ type handler struct {
 	decide func(ctx context.Context, req *reviewRequest) (outcome, error)
 }
 
-// outcome is a decision with the operations that apply it.
+// outcome is a decision with the operations that apply it, and what its Event is about.
 type outcome struct {
 	Decision
-	ops []jsonpatch.Operation
+	ops      []jsonpatch.Operation
+	workflow WorkflowRef
+	nodeID   string
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -163,6 +168,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Patch, resp.PatchType = patch, &pt
 		log().Info("patched", "rule", out.Rule, "reason", out.Reason, "patch", describe(out.ops), "dryRun", req.DryRun != nil && *req.DryRun)
 	}
+	if len(out.ops) > 0 && h.opts.Events != nil && (req.DryRun == nil || !*req.DryRun) {
+		// Asynchronous: queued for another goroutine (sideEffects: NoneOnDryRun).
+		h.opts.Events.Record(out.workflow, out.Decision, h.opts.Mode == ModeAudit, out.nodeID)
+	}
 	h.write(w, http.StatusOK, resp)
 }
 
@@ -189,7 +198,8 @@ func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (out
 		return h.lookupFailed(req, tr.Name, "pod", err), nil
 	}
 	d := DecideTaskResult(tr, pod)
-	return outcome{Decision: d, ops: labelOperations(labels, d.Set)}, nil
+	return outcome{Decision: d, ops: labelOperations(labels, d.Set),
+		workflow: WorkflowRef{Namespace: req.Namespace, Name: tr.Workflow(), UID: tr.OwnerWorkflowUID}, nodeID: tr.Name}, nil
 }
 
 // decideWorkflow reads a Workflow request in stages (labels, then status, then pods), stopping
@@ -254,7 +264,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 		return outcome{Decision: d}, nil
 	}
 	ops := append(labelOperations(head.Labels, d.Set), statusOperations(st, d.Status)...)
-	return outcome{Decision: d, ops: ops}, nil
+	return outcome{Decision: d, ops: ops, workflow: WorkflowRef{Namespace: req.Namespace, Name: head.Name, UID: head.UID}}, nil
 }
 
 // lookupFailed counts and logs a failed read of a node's pod or task result, and decides to

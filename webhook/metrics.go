@@ -20,8 +20,12 @@ var (
 		Name: "argo_completion_webhook_bad_requests_total",
 		Help: "Requests answered with an error because the body was not a readable AdmissionReview.",
 	})
+	eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "argo_completion_webhook_events_total",
+		Help: "Events about a mutation: queued to be sent on the Workflow, or dropped over the rate limit.",
+	}, []string{"result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(decisionsTotal, lookupErrorsTotal, badRequestsTotal)
+	metrics.Registry.MustRegister(decisionsTotal, lookupErrorsTotal, badRequestsTotal, eventsTotal)
 }

@@ -70,6 +70,9 @@ const (
 	// DefaultB2Grace is Argo's RECENTLY_DELETED_POD_DURATION (2m), the wait Argo itself gives an
 	// executor's writes to land and be seen, and repair's pod grace.
 	DefaultB2Grace = 2 * time.Minute
+	// DefaultB2OrphanGrace is how long ago an incomplete entry's node must have finished when its
+	// pod is gone: Argo's TASK_RESULT_TIMEOUT_DURATION (10m), as repair's orphan grace.
+	DefaultB2OrphanGrace = 10 * time.Minute
 )
 
 // BindFlags registers the options as flags on fs, with their defaults.

@@ -55,7 +55,8 @@ func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name st
 }
 
 // TaskResultNames implements TaskResultReader with a metadata-only list (names and labels, a few
-// hundred bytes per task result), read from etcd like the GET.
+// hundred bytes per task result) with resourceVersion "": a consistent read, served from etcd or
+// from the watch cache only once it has caught up with etcd's current revision.
 func (a APITaskResults) TaskResultNames(ctx context.Context, namespace, workflow string) ([]string, error) {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "WorkflowTaskResultList"})

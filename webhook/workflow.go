@@ -54,10 +54,13 @@ type Node struct {
 type WorkflowConfig struct {
 	// Disabled turns rule B2 off: every Workflow update is allowed unchanged.
 	Disabled bool
-	// Grace is how long every executor container of an incomplete entry's pod must have been
-	// terminated (or, when the pod is gone, how long ago its node finished) before B2 acts, so no
-	// executor write can still be on its way.
+	// Grace is how long every Pod node must have finished, and every executor container of an
+	// incomplete entry's pod been terminated, before B2 acts, so no executor write can still be
+	// on its way.
 	Grace time.Duration
+	// OrphanGrace is how long ago an incomplete entry's node must have finished when its pod is
+	// gone (Argo's TASK_RESULT_TIMEOUT_DURATION, 10m, as repair's A3).
+	OrphanGrace time.Duration
 	// ControllerUsernames are the users whose updates B2 may act on (the workflow controller's
 	// service account); empty means any writer.
 	ControllerUsernames []string
@@ -173,12 +176,13 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 	// not seen yet has no entry at all, and an executor's first and only write (argoexec
 	// v3.5.2–v3.5.4 resource/data, or ≤v3.5.1) may still be in flight when its pod ends.
 	for id, n := range wf.Nodes {
-		if n.Type != nodeTypePod || n.FinishedAt == "" {
+		if n.Type != nodeTypePod || n.Phase == phaseSkipped || n.Phase == phaseOmitted {
 			continue
 		}
 		finished, err := time.Parse(time.RFC3339, n.FinishedAt)
 		if err != nil {
-			return noDecision("node " + id + " finishedAt is not a timestamp"), false
+			// A finished Pod node always has a finishedAt; without one nothing says when it ended.
+			return noDecision("Pod node " + id + " has no valid finishedAt"), false
 		}
 		if since := now.Sub(finished); since < cfg.Grace {
 			return noDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
@@ -187,14 +191,15 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 	for _, id := range incomplete {
 		p := pods[id]
 		if p == nil {
-			// The pod is gone: its executors cannot write any more once its token is rejected.
-			// The node's finishedAt stands in for the executors' end.
+			// The pod is gone: once its bound token is rejected its executors cannot write. The
+			// node's finishedAt stands in for the executors' end, with the longer orphan grace
+			// (as repair's A3): a legacy token or a partitioned node may outlive the pod object.
 			finished, err := time.Parse(time.RFC3339, wf.Nodes[id].FinishedAt)
 			if err != nil {
 				return noDecision("node " + id + " finishedAt is not a timestamp"), false
 			}
-			if since := now.Sub(finished); since < cfg.Grace {
-				return noDecision(fmt.Sprintf("pod of node %s gone; node finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
+			if since := now.Sub(finished); since < cfg.OrphanGrace {
+				return noDecision(fmt.Sprintf("pod of node %s gone; node finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.OrphanGrace)), false
 			}
 			continue
 		}
@@ -288,8 +293,9 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decisi
 // outputsCarried reports whether every output a task result holds is on its node. The
 // controller merges a task result into its node by copying each field of its outputs
 // (taskResultReconciliation: result.Outputs.DeepCopyInto(node.Outputs)), so each key of the
-// task result's outputs must have an equal value on the node. Empty values (null, "", [], {})
-// count as absent: the controller's encoding omits them. Anything unreadable is not carried.
+// task result's outputs must have an equal value on the node. null, [] and {} count as absent
+// (the controller's encoding omits empty slices and structs); "" does not (result and exitCode
+// are pointers, so an empty string is merged and kept). Anything unreadable is not carried.
 func outputsCarried(result, node json.RawMessage) bool {
 	want, ok := outputFields(result)
 	if !ok {

@@ -35,7 +35,7 @@ func stuckWorkflow(mods ...func(*Workflow)) Workflow {
 }
 
 func controllerOnly() WorkflowConfig {
-	return WorkflowConfig{ControllerUsernames: []string{controllerSA}, Grace: 2 * time.Minute}
+	return WorkflowConfig{ControllerUsernames: []string{controllerSA}, Grace: 2 * time.Minute, OrphanGrace: 10 * time.Minute}
 }
 
 // b2Now is ten minutes after stuckWorkflow's last node finished: past any grace.
@@ -221,6 +221,15 @@ func TestDecideWorkflow(t *testing.T) {
 		},
 		"waits out the grace after a gone pod's node finished": {
 			wf: stuckWorkflow(), cfg: controllerOnly(), pods: gone, now: mustTime("2024-04-26T10:51:11Z"),
+		},
+		"waits out the orphan grace (10m), not the pod grace, when the pod is gone": {
+			wf: stuckWorkflow(), cfg: controllerOnly(), pods: gone, now: mustTime("2024-04-26T10:55:41Z"),
+		},
+		"ignores a finished Pod node without a finishedAt": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				wf.Nodes["wf-4444444"] = Node{Type: nodeTypePod, Phase: phaseSucceeded}
+			}),
+			cfg: controllerOnly(), pods: terminated,
 		},
 		"completes once the grace has passed since the executors terminated": {
 			wf: stuckWorkflow(), cfg: controllerOnly(), pods: terminated, now: mustTime("2024-04-26T10:52:49Z"), wantSet: completes,

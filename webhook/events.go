@@ -1,0 +1,127 @@
+package webhook
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
+)
+
+// WorkflowRef names the Workflow an Event is about.
+type WorkflowRef struct {
+	Namespace, Name string
+	// UID is the Workflow's UID when known ("" otherwise: the Event still names it).
+	UID string
+}
+
+// Recorder tells operators, on the Workflow, what a rule did or, in audit mode, would do, so
+// `kubectl describe workflow` and the Argo UI show why a workflow completed.
+type Recorder interface {
+	// Record reports decision d (which mutates) about wf; audit says it was not applied.
+	Record(wf WorkflowRef, d Decision, audit bool, nodeID string)
+}
+
+// Event reasons, one per action. Audit mode prefixes "Would".
+const (
+	ReasonTaskResultCompleted = "TaskResultCompleted" // A1, A1b: the webhook set the label
+	ReasonWorkflowCompleted   = "WorkflowCompleted"   // B2
+	ReasonTaskResultRepaired  = "TaskResultRepaired"  // A3: the repair command set the label
+	ReasonTaskResultCreated   = "TaskResultCreated"   // the repair command created a missing one
+)
+
+// EventReason returns the Event reason of a mutating decision.
+func EventReason(d Decision, audit bool) string {
+	reason := ReasonTaskResultCompleted
+	switch d.Rule {
+	case "B2":
+		reason = ReasonWorkflowCompleted
+	case "A3":
+		reason = ReasonTaskResultRepaired
+	}
+	if audit {
+		return "Would" + reason
+	}
+	return reason
+}
+
+// EventMessage returns the Event message of a mutating decision: the rule, the node and what was
+// set, and the rule's reason.
+func EventMessage(d Decision, audit bool, nodeID string) string {
+	keys := make([]string, 0, len(d.Set))
+	for k := range d.Set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	set := make([]string, 0, len(keys))
+	for _, k := range keys {
+		set = append(set, k+"="+d.Set[k])
+	}
+	verb := "set"
+	if audit {
+		verb = "would set (audit mode)"
+	}
+	target := "task result " + nodeID
+	if d.Rule == "B2" && d.Status != nil {
+		target = "the workflow (task results " + strings.Join(d.Status.CompleteTaskResults, ", ") + " marked complete)"
+	}
+	return fmt.Sprintf("argo-completion-webhook rule %s %s %s on %s: %s", d.Rule, verb, strings.Join(set, ","), target, d.Reason)
+}
+
+// Event rate: a token bucket in front of the broadcaster's queue, so a flood of mutations (every
+// #12985 task result in a large fan-out) costs one atomic check each and never fills the queue.
+const (
+	eventQPS   = 10
+	eventBurst = 100
+)
+
+// EventRecorder records Kubernetes Events with client-go's broadcaster. Recording never blocks:
+// past a token bucket (10/s, burst 100; the rest are counted as dropped), events go to a bounded
+// queue (1,000) and are sent from another goroutine; client-go's correlator aggregates repeats
+// and rate-limits each workflow (a burst of 25, then one every 5 minutes).
+type EventRecorder struct {
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	limit       flowcontrol.RateLimiter
+}
+
+var _ Recorder = (*EventRecorder)(nil)
+
+// NewEventRecorder starts a broadcaster that writes Events through cfg as component.
+func NewEventRecorder(cfg *rest.Config, component string) (*EventRecorder, error) {
+	client, err := typedcorev1.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the events client: %w", err)
+	}
+	return newEventRecorder(&typedcorev1.EventSinkImpl{Interface: client.Events("")}, component), nil
+}
+
+// newEventRecorder starts a broadcaster writing to sink.
+func newEventRecorder(sink record.EventSink, component string) *EventRecorder {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(sink)
+	return &EventRecorder{broadcaster: b, recorder: b.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: component}),
+		limit: flowcontrol.NewTokenBucketRateLimiter(eventQPS, eventBurst)}
+}
+
+// Record implements Recorder.
+func (e *EventRecorder) Record(wf WorkflowRef, d Decision, audit bool, nodeID string) {
+	if !e.limit.TryAccept() {
+		eventsTotal.WithLabelValues("dropped").Inc()
+		return
+	}
+	eventsTotal.WithLabelValues("queued").Inc()
+	ref := &corev1.ObjectReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Namespace: wf.Namespace, Name: wf.Name, UID: types.UID(wf.UID)}
+	e.recorder.Event(ref, corev1.EventTypeNormal, EventReason(d, audit), EventMessage(d, audit, nodeID))
+}
+
+// Shutdown stops the broadcaster; events still queued may be dropped.
+func (e *EventRecorder) Shutdown() {
+	e.broadcaster.Shutdown()
+}

@@ -1,0 +1,76 @@
+package webhook
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// eventLog is a Recorder that keeps what it is given.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (e *eventLog) Record(wf WorkflowRef, d Decision, audit bool, nodeID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, wf.Namespace+"/"+wf.Name+"/"+wf.UID+" "+EventReason(d, audit)+": "+EventMessage(d, audit, nodeID))
+}
+
+func (e *eventLog) all() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.events...)
+}
+
+func TestHandlersRecordAnEventOnTheWorkflowForEachMutation(t *testing.T) {
+	trBody := func(mods ...func(map[string]any)) []byte {
+		return reviewJSON(t, "WorkflowTaskResult", opCreate,
+			taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil, mods...)
+	}
+	cases := map[string]struct {
+		workflow bool
+		mode     Mode
+		body     []byte
+		want     []string
+	}{
+		"A1 records TaskResultCompleted on the owner workflow": {
+			body: trBody(),
+			want: []string{"argo/wf/uid-1 TaskResultCompleted: argo-completion-webhook rule A1 set workflows.argoproj.io/report-outputs-completed=true on task result wf-3571860313: outputs written by a resource or data pod, which never finalizes (argo-workflows#12985)"},
+		},
+		"audit mode records what it would do": {
+			body: trBody(), mode: ModeAudit,
+			want: []string{"argo/wf/uid-1 WouldTaskResultCompleted: argo-completion-webhook rule A1 would set (audit mode) workflows.argoproj.io/report-outputs-completed=true on task result wf-3571860313: outputs written by a resource or data pod, which never finalizes (argo-workflows#12985)"},
+		},
+		"a dry-run request records nothing (sideEffects: NoneOnDryRun)": {
+			body: trBody(func(r map[string]any) { r["dryRun"] = true }),
+		},
+		"B2 records WorkflowCompleted": {
+			workflow: true, body: reviewJSON(t, "Workflow", opUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil)),
+			want: []string{"argo/wf/ WorkflowCompleted: argo-completion-webhook rule B2 set workflows.argoproj.io/completed=true on the workflow (task results wf-3571860313 marked complete): phase Succeeded held incomplete only by 1 finished task result(s) whose outputs the nodes carry"},
+		},
+		"no mutation, no event": {
+			body: reviewJSON(t, "WorkflowTaskResult", opCreate,
+				taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "true"}), nil),
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			events := &eventLog{}
+			opts := HandlerOptions{Pods: resourcePods(), TaskResults: storedTaskResult12985(), Mode: tc.mode, Events: events, Log: testr.New(t)}
+			h := NewTaskResultHandler(opts)
+			if tc.workflow {
+				opts.Pods = &podTable{}
+				h = NewWorkflowHandler(opts)
+			}
+			code, _ := serveReview(t, h, tc.body)
+			require.Equal(t, http.StatusOK, code)
+			assert.Equal(t, tc.want, events.all())
+		})
+	}
+}
