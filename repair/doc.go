@@ -1,25 +1,29 @@
-// Package repair completes WorkflowTaskResults that are already stuck: an admission webhook only
-// sees writes, and a task result whose executor never finalized it receives no more writes. It
-// lists the task results whose report-outputs-completed label is not "true" (in one namespace,
-// in several in turn, or in all), gathers what rule A3 reads (the owner Workflow's UID, completed
-// label and deletionTimestamp, the node's type, phase and finishedAt, the pods carrying the node
-// ID, the result's Workflow or Pod owner), decides each with webhook.DecideStuckTaskResult (the
-// same rule code the webhook's package holds, with its table test) and reports.
+// Package repair diagnoses Argo Workflows that will never complete and repairs what is safe: an
+// admission webhook only sees writes, and a workflow stuck on a task result receives no more.
+//
+// It streams, namespace by namespace (one, several in turn, or all), the Workflows whose
+// completed label is not "true" as metadata only, page by page, after one paged list of the pods
+// still running, so that a Running workflow with a running pod is passed over unread. Every other
+// one is read whole, one at a time, with its task results (listed by workflow label), its pods
+// and, when a node is suspect, whether its executor's service account may create and patch task
+// results (LocalSubjectAccessReviews). webhook.DiagnoseWorkflow (pure, table-tested next to rule
+// A3) then says whether it is stuck (a terminal phase with completed=false, or Running while
+// every pod has finished or is gone), names the cause of each held node (argo-workflows#12985,
+// R1–R11 of argo-stuck-family.md) and what is safe: flip the label (rule A3: #12985, R1, R3, R4,
+// R5, R6), create the missing task result (rule A4: R9, R10, and R2 once RBAC is fixed), or
+// nothing but a next step for the operator (R2 while the account may not write, R7, R8, R11).
+// The workflow's facts are dropped once decided; rows and fingerprints remain.
 //
 // With Apply it decides twice, because one moment's facts can mislead: `argo retry` (v3.5.4's
 // RetryWorkflow) deletes the pods first and updates the Workflow afterwards, and in between a
 // node reads "pod gone, node finished long ago" while its ID is about to be reused. The first
-// pass keeps, for each task result found safe, only its key and a fingerprint of its facts (the
-// node's phase, startedAt and finishedAt; the Workflow's UID, phase, startedAt and finishedAt;
-// the task result's UID; the UIDs of the pods carrying the node ID). After ConfirmAfter
-// (--confirm-after, default 30s; no wait when nothing is to repair) the confirmation pass
-// re-reads each of them, its Workflow and its pods from the API server, never from the first
-// pass's reads, decides again, and patches that one label only if the result is still safe and
-// the fingerprint unchanged, with the resourceVersion just read as a precondition. A row whose
-// facts changed is a skip ("facts changed during the confirmation delay: …"); a task result
-// deleted meanwhile is a skip too, not an error.
-//
-// Memory: the first pass reuses one workflow's facts (its Workflow and pods, read at most 10s
-// before) for that workflow's task results, which are listed together, and holds no other
-// workflow's; candidates hold fingerprints, not objects.
+// pass keeps, for each node found safe, only its key, the action and a fingerprint of its facts
+// (the node's phase, startedAt and finishedAt; the Workflow's UID, phase, startedAt and
+// finishedAt; the task result's UID, or none; the UIDs of the pods carrying the node ID). After
+// ConfirmAfter (--confirm-after, default 30s; no wait when nothing is to repair) the
+// confirmation pass re-reads each such workflow from the API server, never from the first pass's
+// reads, diagnoses it again, and acts only if the node is still safe with the same action and
+// the fingerprint unchanged: a flip is a merge patch of that one label with the resourceVersion
+// just read as precondition, a creation a Create (never an Update: a result created meanwhile,
+// AlreadyExists, is a skip). It never writes a Workflow.
 package repair

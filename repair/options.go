@@ -26,21 +26,26 @@ type Options struct {
 	Namespace     string
 	Namespaces    []string
 	AllNamespaces bool
-	// Selector is an extra label selector on the task results.
+	// Selector is an extra label selector on the Workflows.
 	Selector string
-	// Apply patches the verdicts; without it Run only reports.
+	// Workflow, with Namespace, explains that one workflow in full: every Pod node, its pod, its
+	// task result, the cause and the next step (and repairs it with Apply).
+	Workflow string
+	// Apply flips the labels and creates the task results found safe; without it Run only
+	// reports. It never writes a Workflow.
 	Apply bool
 	// Output is "table" or "json".
 	Output string
-	// PodGrace and OrphanGrace are rule A3's grace periods.
+	// PodGrace and OrphanGrace are the grace periods of rules A3 (flip) and A4 (create).
 	PodGrace, OrphanGrace time.Duration
 	// ConfirmAfter is, with Apply, how long Run waits after the first pass before it re-reads
-	// each task result found safe, with its Workflow and pods, decides it again and patches it
-	// only if it is still safe and its facts did not change; 0 means DefaultConfirmAfter. There
-	// is no wait when nothing is to be repaired. Tests set a few milliseconds.
+	// each workflow with a node found safe (its task results, pods and executors' rights),
+	// diagnoses it again and repairs only what is still safe and unchanged; 0 means
+	// DefaultConfirmAfter. There is no wait when nothing is to be repaired. Tests set a few
+	// milliseconds.
 	ConfirmAfter time.Duration
-	// AfterFirstPass, when set, is called once an Apply run's first pass has found task results
-	// to repair, before the confirmation delay. It is a test hook: a test changes the cluster
+	// AfterFirstPass, when set, is called once an Apply run's first pass has found nodes to
+	// repair, before the confirmation delay. It is a test hook: a test changes the cluster
 	// there (a retry, say) between the two passes, deterministically.
 	AfterFirstPass func()
 	// Now is the clock (tests set it); nil means time.Now.
@@ -73,12 +78,13 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&o.AllNamespaces, "all-namespaces", false, "Scan every namespace.")
 	fs.BoolVar(&o.AllNamespaces, "A", false, "Shorthand for --all-namespaces.")
-	fs.StringVar(&o.Selector, "selector", "", "Extra label selector on the task results (e.g. workflows.argoproj.io/workflow=my-wf).")
-	fs.BoolVar(&o.Apply, "apply", false, "Patch the label on the task results found safe; without it, only report.")
+	fs.StringVar(&o.Selector, "selector", "", "Extra label selector on the Workflows (e.g. workflows.argoproj.io/controller-instanceid=team-a).")
+	fs.StringVar(&o.Workflow, "workflow", "", "With -n: explain this one workflow in full (every Pod node, its pod, its task result, the cause and the next step).")
+	fs.BoolVar(&o.Apply, "apply", false, "Flip the label on, or create, the task results found safe; without it, only report.")
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
 	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
-	fs.DurationVar(&o.ConfirmAfter, "confirm-after", DefaultConfirmAfter, "With --apply: how long to wait before re-reading each task result found safe (and its workflow and pods) and patching it only if still safe and unchanged; 0 means the default. No wait when nothing is to repair.")
+	fs.DurationVar(&o.ConfirmAfter, "confirm-after", DefaultConfirmAfter, "With --apply: how long to wait before re-reading each workflow with a node found safe (its task results, pods and executors' rights) and repairing only what is still safe and unchanged; 0 means the default. No wait when nothing is to repair.")
 }
 
 func (o *Options) setDefaults() {
@@ -143,6 +149,17 @@ func (o *Options) Validate() error {
 			errs = append(errs, validNamespace("--namespaces", ns))
 		}
 		seen[ns] = true
+	}
+	if o.Workflow != "" {
+		if o.Namespace == "" {
+			errs = append(errs, errors.New("--workflow needs --namespace (-n), not --namespaces or --all-namespaces"))
+		}
+		if o.Selector != "" {
+			errs = append(errs, errors.New("--selector does not apply with --workflow"))
+		}
+		if msgs := validation.IsDNS1123Subdomain(o.Workflow); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--workflow: %q is not a workflow name: %s", o.Workflow, strings.Join(msgs, "; ")))
+		}
 	}
 	if o.Output != "table" && o.Output != "json" {
 		errs = append(errs, fmt.Errorf("-o must be table or json, got %q", o.Output))

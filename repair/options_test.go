@@ -64,6 +64,16 @@ func TestOptionsValidate(t *testing.T) {
 		"refuses a negative --confirm-after": {
 			args: []string{"-n", "argo", "--confirm-after", "-1s"}, errs: []string{"--confirm-after must not be negative, got -1s"},
 		},
+		"accepts --workflow with -n": {args: []string{"-n", "argo", "--workflow", "my-wf"}, scanned: []string{"argo"}},
+		"refuses --workflow without --namespace": {
+			args: []string{"-A", "--workflow", "my-wf"}, errs: []string{"--workflow needs --namespace (-n), not --namespaces or --all-namespaces"},
+		},
+		"refuses --workflow with --selector": {
+			args: []string{"-n", "argo", "--workflow", "my-wf", "--selector", "a=b"}, errs: []string{"--selector does not apply with --workflow"},
+		},
+		"refuses a --workflow that is not a workflow name": {
+			args: []string{"-n", "argo", "--workflow", "My WF"}, errs: []string{`--workflow: "My WF" is not a workflow name`},
+		},
 		"reports every invalid option at once": {
 			args: []string{"--namespaces", "a,a", "-o", "yaml"}, errs: []string{"a is listed twice", "-o must be table or json"},
 		},

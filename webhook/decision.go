@@ -12,6 +12,9 @@ type Decision struct {
 	Rule string
 	// Reason is one short sentence: why the rule applied, or why nothing did.
 	Reason string
+	// Wait is, when a grace period alone holds rule A3 back, how long until it has passed; zero
+	// otherwise. The repair command reports it ("will repair after 1m30s").
+	Wait time.Duration
 }
 
 // StatusChange is what rule B2 writes to a Workflow's status in the same response as the label,
@@ -41,7 +44,7 @@ type Pod struct {
 	// WorkflowUID is the UID of the Workflow that owns the pod; "" when it has no such owner.
 	WorkflowUID string
 	// Created is the pod's creationTimestamp, and Phase its status.phase. Only rule A3 reads
-	// them; the webhook's cache (TrimPod) keeps them too.
+	// them; the webhook's pod cache keeps them too.
 	Created time.Time
 	Phase   string
 	// Containers lists spec.containers (init containers are irrelevant) with their state.

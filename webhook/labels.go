@@ -16,9 +16,17 @@ const (
 	// LabelArchivingStatus (LabelKeyWorkflowArchivingStatus) queues a Workflow for the archive
 	// when "Pending".
 	LabelArchivingStatus = "workflows.argoproj.io/workflow-archiving-status"
+	// LabelControllerInstanceID (LabelKeyControllerInstanceID) names the controller instance a
+	// Workflow belongs to; a controller started with an instanceID sees only objects carrying it,
+	// so a task result the repair creates copies it from its Workflow.
+	LabelControllerInstanceID = "workflows.argoproj.io/controller-instanceid"
 	// AnnotationNodeID (AnnotationKeyNodeID) on a Pod holds the node ID, which is also the name of
 	// that node's WorkflowTaskResult.
 	AnnotationNodeID = "workflows.argoproj.io/node-id"
+	// AnnotationOutputs (AnnotationKeyOutputs) on a Pod holds its outputs where argoexec v3.5
+	// could not write its task result (RBAC denied): with the report-outputs-completed
+	// annotation, the trace of that fallback.
+	AnnotationOutputs = "workflows.argoproj.io/outputs"
 	// ExtraPodName is the userInfo.extra key a bound service-account token carries: the name of
 	// the pod the writer runs in.
 	ExtraPodName = "authentication.kubernetes.io/pod-name"

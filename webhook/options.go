@@ -53,8 +53,13 @@ type Options struct {
 	// ShutdownDelay is how long the server keeps serving after SIGTERM with readiness off, so
 	// the API server stops sending to this replica before it goes away.
 	ShutdownDelay time.Duration
+	// DisableEvents turns off the Events the webhook records on Workflows it acts on.
+	DisableEvents bool
 	// Log is the logger; the zero logger discards.
 	Log logr.Logger
+
+	// events records Events (set by Run unless DisableEvents).
+	events Recorder
 }
 
 // Defaults. The webhook's timeoutSeconds is 2 s; a lookup deadline of 750 ms leaves room for
@@ -92,6 +97,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolFunc("enable-b2", "Rule B2: complete a Workflow in the v3.5.3-v3.5.5 stuck shape (phase terminal, completed=false) once its task results can no longer change and their outputs are on the nodes. Default true; false turns it off.", func(s string) error {
 		v, err := strconv.ParseBool(s)
 		o.DisableB2 = !v
+		return err
+	})
+	fs.BoolFunc("events", "Record an Event on the Workflow for every change the webhook makes (or, in audit mode, would make). Default true; false turns them off.", func(s string) error {
+		v, err := strconv.ParseBool(s)
+		o.DisableEvents = !v
 		return err
 	})
 	fs.DurationVar(&o.B2Grace, "b2-grace", DefaultB2Grace, "How long every executor container of an incomplete task result's pod must have been terminated before rule B2 acts.")

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -43,32 +42,35 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "argo-completion-webhook"
-	// Set explicitly rather than client-go's 5/10: past the informer's list and watch, requests
-	// are the fallback lookups of pods the informer has not seen yet and B2's task-result reads,
-	// all bounded by --lookup-timeout. A burst of 100 absorbs a wave of new pods; a request over
-	// the budget waits, and past the lookup deadline it is allowed unpatched.
+	// Set explicitly rather than client-go's 5/10: past the pod cache's list and watch (its own
+	// client, with the same limits), requests are the fallback lookups of pods the cache has not
+	// seen yet and B2's task-result reads, all bounded by --lookup-timeout. A burst of 100
+	// absorbs a wave of new pods; a request over the budget waits, and past the lookup deadline
+	// it is allowed unpatched.
 	cfg.QPS, cfg.Burst = clientQPS, clientBurst
 
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
 	}
-	cacheOpts := PodCacheOptions(o.Namespaces)
-	cacheOpts.Scheme = scheme
-	podCache, err := cache.New(cfg, cacheOpts)
-	if err != nil {
-		return fmt.Errorf("creating pod cache: %w", err)
-	}
 	direct, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("creating API client: %w", err)
 	}
-	pods, err := NewPodCache(ctx, podCache, direct, o.Namespaces...)
+	pods, err := NewPodCache(cfg, direct, PodCacheOptions{Namespaces: o.Namespaces, Log: o.Log.WithName("pod-cache")})
 	if err != nil {
 		return err
 	}
 
-	return serve(ctx, o, pods, APITaskResults{Reader: direct}, podCache)
+	if !o.DisableEvents {
+		events, err := NewEventRecorder(cfg, "argo-completion-webhook")
+		if err != nil {
+			return err
+		}
+		defer events.Shutdown()
+		o.events = events
+	}
+	return serve(ctx, o, pods, APITaskResults{Reader: direct}, pods)
 }
 
 // The API client's rate limits (see Run).
@@ -77,7 +79,7 @@ const (
 	clientBurst = 100
 )
 
-// podSource is the informer cache behind the pod lookups, as serve drives it.
+// podSource is the cache behind the pod lookups (PodCache), as serve drives it.
 type podSource interface {
 	Start(ctx context.Context) error
 	WaitForCacheSync(ctx context.Context) bool
@@ -91,12 +93,14 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 	hopts := HandlerOptions{
 		Pods:          pods,
 		TaskResults:   taskResults,
+		Events:        o.events,
 		Mode:          o.Mode,
 		LookupTimeout: o.LookupTimeout,
 		Log:           log,
 		Workflow: WorkflowConfig{
 			Disabled:            o.DisableB2,
 			Grace:               o.B2Grace,
+			OrphanGrace:         DefaultB2OrphanGrace,
 			ControllerUsernames: o.ControllerUsernames,
 			Archive:             o.Archive,
 			ArchiveSelector:     archiveSel,

@@ -233,7 +233,9 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 	}
 	since := now.Sub(last)
 	if since < grace.Pod {
-		return noDecision(fmt.Sprintf("%sexecutors of pod %s terminated %s ago, under the %s grace", attempt, pod.Name, since.Round(time.Second), grace.Pod))
+		d := noDecision(fmt.Sprintf("%sexecutors of pod %s terminated %s ago, under the %s grace", attempt, pod.Name, since.Round(time.Second), grace.Pod))
+		d.Wait = grace.Pod - since
+		return d
 	}
 	return Decision{
 		Set:    map[string]string{LabelReportOutputsCompleted: valueTrue},
@@ -250,7 +252,9 @@ func decideStuckOrphan(tr StuckTaskResult, wf StuckWorkflow, now time.Time, grac
 	}
 	age := now.Sub(wf.Node.FinishedAt)
 	if age < grace.Orphan {
-		return noDecision(fmt.Sprintf("pod gone; node finished %s ago, under the %s grace", age.Round(time.Second), grace.Orphan))
+		d := noDecision(fmt.Sprintf("pod gone; node finished %s ago, under the %s grace", age.Round(time.Second), grace.Orphan))
+		d.Wait = grace.Orphan - age
+		return d
 	}
 	return Decision{
 		Set:    map[string]string{LabelReportOutputsCompleted: valueTrue},

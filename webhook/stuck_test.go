@@ -301,3 +301,21 @@ func TestDecideStuckTaskResultIsIdempotent(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideStuckTaskResultSaysHowLongTheGraceHoldsIt(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   stuckInput
+		wait time.Duration
+	}{
+		"the pod grace, from the last executor's termination": {in: stuck(withContainers(terminatedContainer("main", 30*time.Second))), wait: 90 * time.Second},
+		"the orphan grace, from the node's finishedAt":        {in: stuck(podGone(4 * time.Minute)), wait: 6 * time.Minute},
+		"nothing once the grace has passed":                   {in: stuck()},
+		"nothing when something else holds it":                {in: stuck(withContainers(runningContainer("main")))},
+		"nothing when the node has not finished":              {in: stuck(podGone(0))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := DecideStuckTaskResult(tc.in.tr, tc.in.wf, tc.in.pods, stuckNow, stuckGrace)
+			assert.Equal(t, tc.wait, d.Wait, d.Reason)
+		})
+	}
+}

@@ -1,6 +1,6 @@
 // Command argo-completion-webhook serves the mutating admission webhook that completes Argo
-// Workflows task results and workflows stuck by argo-workflows#12985, and repairs those already
-// stuck (`argo-completion-webhook repair`). See the README.
+// Workflows task results and workflows stuck by argo-workflows#12985, and diagnoses and repairs
+// workflows already stuck (`argo-completion-webhook repair`). See the README.
 package main
 
 import (
@@ -29,7 +29,7 @@ func main() {
 	}
 	fs := flag.NewFlagSet("argo-completion-webhook", flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage:\n  argo-completion-webhook [flags]          serve the webhook\n  argo-completion-webhook repair [flags]   complete task results already stuck (see repair --help)\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage:\n  argo-completion-webhook [flags]          serve the webhook\n  argo-completion-webhook repair [flags]   diagnose workflows already stuck and repair what is safe (see repair --help)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var opts webhook.Options
@@ -54,7 +54,7 @@ func main() {
 }
 
 // runRepair runs the repair command and returns its exit code: 0 when the scan completed and
-// every patch succeeded, 1 otherwise, 2 for bad flags.
+// every write succeeded, 1 otherwise, 2 for bad flags.
 func runRepair(args []string) int {
 	fs := flag.NewFlagSet("argo-completion-webhook repair", flag.ContinueOnError)
 	var opts repair.Options

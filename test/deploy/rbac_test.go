@@ -51,7 +51,8 @@ type grants map[string][]string
 // (a list or watch across the cluster); a namespace that is absent grants nothing.
 type access map[string]grants
 
-// The base's ClusterRoles, and the audit overlay's repair role (no patch).
+// The base's ClusterRoles, and the audit overlay's repair role (no patch, no create). The repair
+// may also create localsubjectaccessreviews (not probed here: it changes nothing).
 var (
 	webhookGrants = grants{
 		"pods":                            {"get", "list", "watch"},
@@ -59,7 +60,7 @@ var (
 	}
 	repairGrants = grants{
 		"argoproj.io/workflows":           {"get", "list", "watch"},
-		"argoproj.io/workflowtaskresults": {"get", "list", "watch", "patch"},
+		"argoproj.io/workflowtaskresults": {"get", "list", "watch", "patch", "create"},
 		"pods":                            {"get", "list", "watch"},
 	}
 	repairReadGrants = grants{
@@ -220,7 +221,8 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	assert.Equal(t, []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
-	}, clusterRoleRules(t, render(t, kustomize("deploy")), webhookAccount), "the webhook's ClusterRole grants exactly pods read and task-result get")
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}, clusterRoleRules(t, render(t, kustomize("deploy")), webhookAccount), "the webhook's ClusterRole grants exactly pods read, task-result get/list and events create/patch")
 	applyRBAC(t, render(t, kustomize("deploy")))
 	awaitAccess(t, webhookAccount, everywhere(webhookGrants))
 	ctx := context.Background()

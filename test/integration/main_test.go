@@ -118,6 +118,7 @@ func setupCluster(ctx context.Context) error {
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 				// Rule B2 reads the incomplete entries' task results (deploy/base/rbac.yaml).
 				{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"get", "list"}},
+				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

@@ -118,51 +118,103 @@ func repairRun(t *testing.T, apply bool, now func() time.Time, cfg *rest.Config)
 	return sum, out.String(), progress.String(), err
 }
 
+// repairNamespace creates namespace ns whose default service account, the executors', may
+// create and patch task results, as Argo's executor Role grants (otherwise every stuck node
+// there reads R2).
+func repairNamespace(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	require.NoError(t, admin.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "executor", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "executor"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns}},
+	}))
+}
+
+// rowsByWorkflow indexes a report's rows by workflow (one node each in these tests).
+func rowsByWorkflow(t *testing.T, out []byte) map[string]repair.Row {
+	t.Helper()
+	var doc struct{ Rows []repair.Row }
+	require.NoError(t, json.Unmarshal(out, &doc), string(out))
+	rows := map[string]repair.Row{}
+	for _, r := range doc.Rows {
+		rows[r.Workflow] = r
+	}
+	return rows
+}
+
 func TestRepairPatchesExactlyTheSafeShapes(t *testing.T) {
 	ctx := context.Background()
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: repairNS}}))
+	repairNamespace(t, repairNS)
 	// Stuck before the webhook existed: no configuration while the shapes are made.
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 
 	now := time.Now()
 	shapes := map[string]struct {
-		shape  stuckShape
-		repair bool
+		shape   stuckShape
+		cause   string
+		verdict string // in the report
+		next    string // a fragment of its next step
+		repair  bool   // repaired by the first --apply
 	}{
-		"resource pod terminated long ago": {stuckShape{name: "r-old", pod: "terminated", terminatedAgo: 5 * time.Minute}, true},
-		"resource pod still running":       {stuckShape{name: "r-running", pod: "running"}, false},
-		"resource pod terminated just now": {stuckShape{name: "r-recent", pod: "terminated", terminatedAgo: 30 * time.Second}, false},
-		"wait-container pod terminated":    {stuckShape{name: "w-old", wait: true, pod: "terminated", terminatedAgo: 3 * time.Minute}, true},
-		"pod gone recently":                {stuckShape{name: "gone-recent", nodeFinishedAt: time.Minute}, false},
-		"pod gone long ago":                {stuckShape{name: "gone-old", nodeFinishedAt: 11 * time.Minute}, true},
-		"label already true":               {stuckShape{name: "done", pod: "terminated", terminatedAgo: time.Hour, label: "true"}, false},
-		"missing workflow label":           {stuckShape{name: "orphan", pod: "terminated", terminatedAgo: time.Hour, noWorkflow: true}, false},
+		"resource pod terminated long ago": {stuckShape{name: "r-old", pod: "terminated", terminatedAgo: 5 * time.Minute},
+			webhook.Cause12985, repair.VerdictRepair, "repair --apply sets the label", true},
+		"resource pod still running": {stuckShape{name: "r-running", pod: "running"}, "", "", "", false},
+		"resource pod terminated just now": {stuckShape{name: "r-recent", pod: "terminated", terminatedAgo: 30 * time.Second},
+			webhook.Cause12985, repair.VerdictWait, "will repair after 1m", false},
+		"wait-container pod terminated": {stuckShape{name: "w-old", wait: true, pod: "terminated", terminatedAgo: 3 * time.Minute},
+			webhook.CauseR5, repair.VerdictRepair, "repair --apply sets the label", true},
+		"pod gone recently": {stuckShape{name: "gone-recent", nodeFinishedAt: time.Minute},
+			webhook.CauseR4, repair.VerdictWait, "will repair after ", false},
+		"pod gone long ago": {stuckShape{name: "gone-old", nodeFinishedAt: 11 * time.Minute},
+			webhook.CauseR4, repair.VerdictRepair, "repair --apply sets the label", true},
+		"label already true": {stuckShape{name: "done", pod: "terminated", terminatedAgo: time.Hour, label: "true"},
+			webhook.CauseR8, repair.VerdictManual, "upgrade to ≥3.7.2", false},
+		"missing workflow label": {stuckShape{name: "orphan", pod: "terminated", terminatedAgo: time.Hour, noWorkflow: true},
+			webhook.Cause12985, repair.VerdictSkip, "check by hand", false},
 	}
 	nodes := map[string]node{}
 	for name, s := range shapes {
 		nodes[name] = s.shape.create(t, now)
 	}
 
-	// Report: nothing patched, every not-complete result listed with its verdict.
-	sum, report, progress, err := repairRun(t, false, func() time.Time { return now }, adminCfg)
+	// Report: nothing written, every stuck workflow listed with its cause, verdict and next step;
+	// the one whose pod still runs is not stuck.
+	var out, progress bytes.Buffer
+	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: repairNS, Now: func() time.Time { return now },
+		Output: "json", Out: &out, Err: &progress})
 	require.NoError(t, err)
-	assert.Contains(t, progress, "scanned 7 task result(s) not complete")
-	assert.Equal(t, repair.Summary{Scanned: 7, Repair: 3, Skipped: 4}, sum, report)
-	for name := range shapes {
+	assert.Contains(t, progress.String(), "scanned 8 workflow(s) not completed in namespace "+repairNS+": 7 stuck")
+	assert.Equal(t, 8, sum.Scanned)
+	assert.Equal(t, 7, sum.Stuck)
+	assert.Equal(t, repair.Counts{Rows: 7, Repair: 3, Wait: 2, Manual: 1, Skipped: 1}, sum.Counts)
+	rows := rowsByWorkflow(t, out.Bytes())
+	for name, s := range shapes {
+		r, found := rows[nodes[name].workflow]
+		if s.cause == "" {
+			assert.False(t, found, "%s is not stuck: %+v", name, r)
+			continue
+		}
+		assert.Equal(t, s.cause, r.Cause, "%s: %s", name, r.Reason)
+		assert.Equal(t, s.verdict, r.Verdict, "%s: %s", name, r.Reason)
+		assert.Contains(t, r.NextStep, s.next, name)
 		v, _ := persistedLabel(t, repairNS, nodes[name])
 		want := "false"
 		if name == "label already true" {
 			want = "true"
 		}
-		assert.Equal(t, want, v, "report mode patches nothing: %s", name)
+		assert.Equal(t, want, v, "report mode writes nothing: %s", name)
 	}
+	assert.Contains(t, rows[nodes["missing workflow label"].workflow].Reason, "no workflows.argoproj.io/workflow label",
+		"a result the controller cannot see is looked up by name, never created twice")
 
 	// Apply: exactly the safe ones.
-	sum, report, _, err = repairRun(t, true, func() time.Time { return now }, adminCfg)
+	sum, report, _, err := repairRun(t, true, func() time.Time { return now }, adminCfg)
 	require.NoError(t, err)
 	fmt.Printf("repair --apply report:\n%s", report)
-	assert.Equal(t, repair.Summary{Scanned: 7, Repaired: 3, Skipped: 4}, sum)
+	assert.Equal(t, repair.Counts{Rows: 7, Repaired: 3, Wait: 2, Manual: 1, Skipped: 1}, sum.Counts)
 	for name, s := range shapes {
 		v, _ := persistedLabel(t, repairNS, nodes[name])
 		assert.Equal(t, s.repair || name == "label already true", v == "true", "%s: label %q", name, v)
@@ -180,17 +232,6 @@ func TestRepairPatchesExactlyTheSafeShapes(t *testing.T) {
 	assert.Equal(t, 1, sum.Repaired, "gone-recent; the running pod and the orphan stay")
 	v, _ = persistedLabel(t, repairNS, nodes["resource pod still running"])
 	assert.Equal(t, "false", v, "never while an executor container could still write")
-
-	// -o json for machines.
-	var out bytes.Buffer
-	_, err = repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: repairNS, Output: "json", Out: &out, Err: &bytes.Buffer{}})
-	require.NoError(t, err)
-	var doc struct {
-		Rows    []repair.Row   `json:"rows"`
-		Summary repair.Summary `json:"summary"`
-	}
-	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
-	assert.Equal(t, 2, doc.Summary.Scanned, "the running pod's result and the orphan remain")
 }
 
 // A write by the executor between the repair's read and its patch is never overwritten: the
@@ -198,7 +239,7 @@ func TestRepairPatchesExactlyTheSafeShapes(t *testing.T) {
 func TestRepairNeverOverwritesAConcurrentWrite(t *testing.T) {
 	ctx := context.Background()
 	const ns = "repair-race"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	repairNamespace(t, ns)
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	n := newNode(t, "race", false)
@@ -254,7 +295,7 @@ func updateWorkflow(t *testing.T, ns, name string, change func(wf *unstructured.
 func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	ctx := context.Background()
 	const ns = "repair-retry"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	repairNamespace(t, ns)
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	later := func() time.Time { return time.Now().Add(24 * time.Hour) }
@@ -283,7 +324,7 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	var out bytes.Buffer
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Now: later, Out: &out, Err: &bytes.Buffer{}})
 	require.NoError(t, err)
-	require.Equal(t, repair.Summary{Scanned: 1, Repair: 1}, sum, out.String())
+	require.Equal(t, 1, sum.Repair, out.String())
 
 	// `argo retry` (FormulateRetryWorkflow, workflow/util/util.go): one update that removes the
 	// completed label, sets the phase label and status.phase Running, clears finishedAt and
@@ -297,9 +338,9 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 		unstructured.RemoveNestedField(wf.Object, "status", "finishedAt")
 		unstructured.RemoveNestedField(wf.Object, "status", "nodes", n.id)
 	})
-	sum, report := run("after the retry, node removed")
-	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
-	assert.Contains(t, report, "workflow has no node "+n.id)
+	sum, _ = run("after the retry, node removed")
+	assert.Equal(t, 0, sum.Stuck, "no Pod node: the retry's attempt is still to come")
+	assert.Equal(t, 0, sum.Rows)
 	label, _ := persistedLabel(t, ns, n)
 	assert.Equal(t, "false", label, "no node: the retry's attempt is still to come")
 
@@ -307,9 +348,9 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
 		require.NoError(t, unstructured.SetNestedMap(wf.Object, map[string]any{"id": n.id, "type": "Pod", "phase": "Pending"}, "status", "nodes", n.id))
 	})
-	sum, report = run("node re-created Pending")
-	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
-	assert.Contains(t, report, "node "+n.id+" is Pending")
+	sum, _ = run("node re-created Pending")
+	assert.Equal(t, 0, sum.Stuck, "a Pending node without a pod waits for it")
+	assert.Equal(t, 0, sum.Rows)
 	label, _ = persistedLabel(t, ns, n)
 	assert.Equal(t, "false", label)
 
@@ -324,17 +365,17 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
 		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "nodes", n.id, "phase"))
 	})
-	sum, report = run("new attempt running")
-	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum)
-	assert.Contains(t, report, "executor container wait of pod "+n.pod+" has not terminated")
+	sum, _ = run("new attempt running")
+	assert.Equal(t, 0, sum.Stuck, "a pod still running")
+	assert.Equal(t, 0, sum.Rows)
 	label, _ = persistedLabel(t, ns, n)
 	assert.Equal(t, "false", label, "never while the new attempt's executor could still write")
 
 	// The new attempt's executors terminate without finalizing: judged on its own containers,
 	// the result is repaired once they have been terminated for the pod grace.
 	terminatePod(t, newPod)
-	sum, report = run("new attempt's executors terminated")
-	assert.Equal(t, repair.Summary{Scanned: 1, Repaired: 1}, sum)
+	sum, report := run("new attempt's executors terminated")
+	assert.Equal(t, repair.Counts{Rows: 1, Repaired: 1}, sum.Counts)
 	assert.Contains(t, report, "every executor container of pod "+n.pod+" terminated")
 	label, _ = persistedLabel(t, ns, n)
 	assert.Equal(t, "true", label)
@@ -394,7 +435,7 @@ func retryWorkflow(t *testing.T, ns string, n node) {
 func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 	ctx := context.Background()
 	const ns = "repair-confirm"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	repairNamespace(t, ns)
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 
@@ -413,7 +454,7 @@ func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 	var out, progress bytes.Buffer
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, ConfirmAfter: time.Hour, Out: &out, Err: &progress})
 	require.NoError(t, err)
-	require.Equal(t, repair.Summary{Scanned: 4, Repair: 4}, sum, out.String())
+	require.Equal(t, repair.Counts{Rows: 4, Repair: 4}, sum.Counts, out.String())
 	assert.NotContains(t, progress.String(), "waiting", "without --apply there is nothing to confirm")
 
 	var between atomic.Int32
@@ -431,26 +472,28 @@ func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 		}})
 	require.NoError(t, err, "a task result deleted meanwhile is a skip, not an error: %s", out.String())
 	assert.Equal(t, int32(1), between.Load(), "the hook runs once, between the passes")
-	assert.Equal(t, repair.Summary{Scanned: 4, Repaired: 1, Skipped: 3}, sum, out.String())
-	assert.Contains(t, progress.String(), "4 task result(s) to repair: waiting 10ms (--confirm-after)")
-	assert.Contains(t, progress.String(), "confirmed 4 task result(s): 1 repaired, 3 not")
+	assert.Equal(t, repair.Counts{Rows: 4, Repaired: 1, Skipped: 3}, sum.Counts, out.String())
+	assert.Contains(t, progress.String(), "4 node(s) to repair: waiting 10ms (--confirm-after)")
+	assert.Contains(t, progress.String(), "confirmed 4 node(s): 1 repaired, 3 not")
 
 	var report struct{ Rows []repair.Row }
 	require.NoError(t, json.Unmarshal(out.Bytes(), &report))
 	rows := map[string]repair.Row{}
 	for _, r := range report.Rows {
 		fmt.Printf("repair --apply, a retry between its passes: %-28s %-8s %s\n", r.Workflow, r.Verdict, r.Reason)
-		rows[r.TaskResult] = r
+		rows[r.Node] = r
 	}
 	assert.Equal(t, repair.VerdictRepaired, rows[untouched.id].Verdict)
 	assert.Equal(t, repair.VerdictSkip, rows[podsDeleted.id].Verdict)
 	assert.True(t, strings.HasPrefix(rows[podsDeleted.id].Reason, "facts changed during the confirmation delay: pods carrying the node ID "+
-		string(podsDeletedPod.UID)+" -> (none); now: pod gone; node finished "),
-		"would be repaired by branch (b) now, but its pod went between the passes: %s", rows[podsDeleted.id].Reason)
+		string(podsDeletedPod.UID)+" -> (none); now: "), rows[podsDeleted.id].Reason)
+	assert.Contains(t, rows[podsDeleted.id].Reason, "pod gone; node finished ",
+		"would be repaired by branch (b) now, but its pod went between the passes")
+	assert.Equal(t, webhook.CauseR4, rows[podsDeleted.id].Cause, "diagnosed afresh: the pod is gone")
 	assert.Equal(t, repair.VerdictSkip, rows[midRetry.id].Verdict)
 	assert.Contains(t, rows[midRetry.id].Reason, "facts changed during the confirmation delay: workflow phase Failed -> Running, workflow startedAt ")
 	assert.Contains(t, rows[midRetry.id].Reason, "node phase Failed -> Pending")
-	assert.Contains(t, rows[midRetry.id].Reason, "; now: node "+midRetry.id+" is Pending")
+	assert.Contains(t, rows[midRetry.id].Reason, "; now: nothing to repair on node "+midRetry.id+" (pod "+midRetry.pod+" of node "+midRetry.id+" is still running)")
 	assert.Equal(t, repair.VerdictSkip, rows[deleted.id].Verdict)
 	assert.Equal(t, "deleted meanwhile", rows[deleted.id].Reason)
 
@@ -467,10 +510,10 @@ func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 	sum, err = repair.Run(waitCtx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: time.Hour,
-		Selector: webhook.LabelWorkflow + "=" + midRetry.workflow, Out: &bytes.Buffer{}, Err: &progress,
+		Workflow: midRetry.workflow, Out: &bytes.Buffer{}, Err: &progress,
 		AfterFirstPass: func() { t.Error("AfterFirstPass called with nothing to repair") }})
 	require.NoError(t, err)
-	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum, "the new attempt's node is Pending")
+	assert.Equal(t, repair.Counts{Rows: 1, Skipped: 1}, sum.Counts, "the new attempt's pod is Pending")
 	assert.NotContains(t, progress.String(), "waiting")
 	assert.Less(t, time.Since(began), 10*time.Second)
 }
@@ -480,7 +523,7 @@ func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 func TestRepairSkipsATaskResultDeletedBeforeItsPatch(t *testing.T) {
 	ctx := context.Background()
 	const ns = "repair-deleted"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	repairNamespace(t, ns)
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	n, _ := failedNode(t, ns, "deleted-before-patch", true)
@@ -499,7 +542,7 @@ func TestRepairSkipsATaskResultDeletedBeforeItsPatch(t *testing.T) {
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, Now: clock,
 		ConfirmAfter: confirmAfter, AfterFirstPass: func() { confirming.Store(true) }, Out: &out, Err: &bytes.Buffer{}})
 	require.NoError(t, err, "deleted meanwhile is no failure: %s", out.String())
-	assert.Equal(t, repair.Summary{Scanned: 1, Skipped: 1}, sum, out.String())
+	assert.Equal(t, repair.Counts{Rows: 1, Skipped: 1}, sum.Counts, out.String())
 	assert.Contains(t, out.String(), "deleted meanwhile")
 }
 
@@ -509,7 +552,7 @@ func TestRepairSkipsATaskResultDeletedBeforeItsPatch(t *testing.T) {
 func TestRepairTiesAPodOwnedResultToItsPod(t *testing.T) {
 	ctx := context.Background()
 	const ns = "repair-pod-owner"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	repairNamespace(t, ns)
 	require.NoError(t, unregister(ctx))
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	shape := func(suffix string, owners func(pod *corev1.Pod) []metav1.OwnerReference) node {
@@ -534,7 +577,7 @@ func TestRepairTiesAPodOwnedResultToItsPod(t *testing.T) {
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: ns, Apply: true, ConfirmAfter: confirmAfter, Out: &out, Err: &bytes.Buffer{}})
 	require.NoError(t, err, out.String())
 	fmt.Printf("repair --apply of pod-owned results:\n%s", out.String())
-	assert.Equal(t, repair.Summary{Scanned: 3, Repaired: 1, Skipped: 2}, sum, out.String())
+	assert.Equal(t, repair.Counts{Rows: 3, Repaired: 1, Skipped: 2}, sum.Counts, out.String())
 	assert.Contains(t, out.String(), "owned by pod UID an-earlier-attempt, but the pod carrying node ID "+byAnotherPod.id)
 	assert.Contains(t, out.String(), "no Workflow or Pod owner reference")
 	for n, want := range map[node]string{byItsPod: "true", byAnotherPod: "false", unowned: "false"} {
@@ -582,9 +625,11 @@ func TestRepairScansEachListedNamespace(t *testing.T) {
 	var out, progress bytes.Buffer
 	sum, err := repair.Run(ctx, repair.Options{RESTConfig: cfg, Namespaces: listed, Apply: true, ConfirmAfter: confirmAfter, Out: &out, Err: &progress})
 	require.NoError(t, err, out.String())
-	assert.Equal(t, repair.Summary{Scanned: 2, Repaired: 2}, sum, out.String())
+	assert.Equal(t, repair.Counts{Rows: 2, Repaired: 2}, sum.Counts, out.String())
+	assert.Contains(t, out.String(), "RBAC of default not checked: the repair may not create localsubjectaccessreviews",
+		"without the grant the causes are named by shape alone, and the run goes on")
 	for _, ns := range listed {
-		assert.Contains(t, progress.String(), "scanned 1 task result(s) not complete in namespace "+ns)
+		assert.Contains(t, progress.String(), "scanned 1 workflow(s) not completed in namespace "+ns+": 1 stuck")
 		label, _ := persistedLabel(t, ns, nodes[ns])
 		assert.Equal(t, "true", label, ns)
 	}
