@@ -62,6 +62,8 @@ type WebhookOptions struct {
 	ControllerUsernames []string
 	// B2Grace is rule B2's grace; zero means the default (2m).
 	B2Grace time.Duration
+	// DisableEvents turns the webhook's Events off.
+	DisableEvents bool
 	// Log receives the webhook's logs.
 	Log logr.Logger
 	// CertDir, when set, is served instead of a fresh certificate, and CAPEM is its CA.
@@ -104,6 +106,7 @@ func StartWebhook(o WebhookOptions) (*Webhook, error) {
 		Mode:                   o.Mode,
 		ControllerUsernames:    o.ControllerUsernames,
 		B2Grace:                o.B2Grace,
+		DisableEvents:          o.DisableEvents,
 		ShutdownDelay:          0,
 		Log:                    o.Log,
 	}

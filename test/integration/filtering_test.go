@@ -62,8 +62,18 @@ func TestOnlyActionableWritesReachTheWebhook(t *testing.T) {
 	writes := float64(workflowUpdates + taskResultWrites)
 	fmt.Printf("filtering: %d writes (%d workflow updates, %d task-result requests of which %d Creates rejected with AlreadyExists) -> %.0f admission requests (%.0f workflow, %.0f task result: %.0f rule A1, %.0f none): ratio %.3f\n",
 		int(writes), workflowUpdates, taskResultWrites, pods, wfCalls+trCalls, wfCalls, trCalls, a1, none, (wfCalls+trCalls)/writes)
-	assert.Equal(t, 1.0, wfCalls, "only the stuck-shape workflow update reaches the webhook")
-	assert.Equal(t, float64(2*pods), trCalls, "only ReportOutputs' two requests (the rejected Create and the outputs patch) reach the webhook")
-	assert.Equal(t, float64(2*resourcePods), a1, "both ReportOutputs requests of a resource pod are decided A1, the rejected Create included")
-	assert.Equal(t, float64(2*(pods-resourcePods)), none, "both ReportOutputs requests of a container pod are left to its wait container")
+	// An update or patch can be admitted twice: the API server retries it against a newer copy of
+	// the object when the one it started from was stale (GuaranteedUpdate), and calls the webhook
+	// again. Creates are admitted once. So the counts are exact up to such retries (rare: none or
+	// one in most runs), and any write the filter should have kept away (100 placeholders, 100
+	// label patches, 499 workflow updates) would break the upper bounds.
+	retries := float64(pods / 10)
+	inRange := func(got, want, slack float64, msg string) {
+		t.Helper()
+		assert.True(t, got >= want && got <= want+slack, "%s: got %.0f, want %.0f (up to %.0f more from API-server retries)", msg, got, want, slack)
+	}
+	inRange(wfCalls, 1, 1, "only the stuck-shape workflow update reaches the webhook")
+	inRange(trCalls, float64(2*pods), retries, "only ReportOutputs' two requests (the rejected Create and the outputs patch) reach the webhook")
+	inRange(a1, float64(2*resourcePods), retries, "both ReportOutputs requests of a resource pod are decided A1, the rejected Create included")
+	inRange(none, float64(2*(pods-resourcePods)), retries, "both ReportOutputs requests of a container pod are left to its wait container")
 }
