@@ -44,6 +44,9 @@ type Options struct {
 	// DefaultConfirmAfter. There is no wait when nothing is to be repaired. Tests set a few
 	// milliseconds.
 	ConfirmAfter time.Duration
+	// FailOnManual makes Run return an error (a failed CronJob run, which alerts) when a node
+	// needs the operator: RBAC to fix, a lost pod to delete, an upgrade.
+	FailOnManual bool
 	// AfterFirstPass, when set, is called once an Apply run's first pass has found nodes to
 	// repair, before the confirmation delay. It is a test hook: a test changes the cluster
 	// there (a retry, say) between the two passes, deterministically.
@@ -84,6 +87,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
 	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
+	fs.BoolVar(&o.FailOnManual, "fail-on-manual", false, "Exit non-zero, after the report, when a stuck node needs the operator (verdict manual: fix RBAC, delete a lost pod, upgrade Argo), so a CronJob run fails and alerts.")
 	fs.DurationVar(&o.ConfirmAfter, "confirm-after", DefaultConfirmAfter, "With --apply: how long to wait before re-reading each workflow with a node found safe (its task results, pods and executors' rights) and repairing only what is still safe and unchanged; 0 means the default. No wait when nothing is to repair.")
 }
 

@@ -139,6 +139,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if sum.Errors > 0 {
 		return sum, fmt.Errorf("%d node(s) could not be repaired", sum.Errors)
 	}
+	if o.FailOnManual && sum.Manual > 0 {
+		return sum, fmt.Errorf("%d stuck node(s) need the operator (see NEXT STEP in the report); failing as --fail-on-manual asks", sum.Manual)
+	}
 	return sum, nil
 }
 

@@ -48,9 +48,9 @@ type webhookWant struct {
 // What an install that repairs every namespace, one that only reports, and one scoped to Argo's
 // namespace expect of their repair.
 var (
-	repairEverywhere   = []string{"repair", "--all-namespaces", "--apply"}
-	reportEverywhere   = []string{"repair", "--all-namespaces"}
-	repairScoped       = []string{"repair", "--namespaces=" + scopedNamespace, "--apply"}
+	repairEverywhere   = []string{"repair", "--all-namespaces", "--apply", "--fail-on-manual"}
+	reportEverywhere   = []string{"repair", "--all-namespaces", "--fail-on-manual"}
+	repairScoped       = []string{"repair", "--namespaces=" + scopedNamespace, "--apply", "--fail-on-manual"}
 	repairedEverywhere = map[string]string{scopedNamespace: repair.VerdictRepaired, outsideNamespace: repair.VerdictRepaired}
 	reportedEverywhere = map[string]string{scopedNamespace: repair.VerdictRepair, outsideNamespace: repair.VerdictRepair}
 	repairedScoped     = map[string]string{scopedNamespace: repair.VerdictRepaired}

@@ -296,6 +296,15 @@ func TestRepairDiagnosesEveryCauseOfTheFamily(t *testing.T) {
 	_, table, _ := runFamily(false, "table")
 	fmt.Printf("repair on a mixed cluster (report only):\n%s", table)
 
+	// --fail-on-manual (the CronJob's): the same report, then an error naming the nodes that need
+	// the operator, so the run fails and alerts.
+	var failOut bytes.Buffer
+	failSum, failErr := repair.Run(ctx, repair.Options{RESTConfig: adminCfg, Namespace: familyNS, FailOnManual: true, Output: "json", Out: &failOut, Err: &bytes.Buffer{}})
+	require.Error(t, failErr, "manual verdicts fail the run")
+	assert.Contains(t, failErr.Error(), "4 stuck node(s) need the operator")
+	assert.Equal(t, sum.Counts, failSum.Counts, "the report is written first, unchanged")
+	assert.NotEmpty(t, failOut.String())
+
 	// Apply: exactly the safe ones, through the confirmation pass.
 	sum, out, progress := runFamily(true, "table")
 	fmt.Printf("repair --apply on a mixed cluster:\n%s", out)
