@@ -26,10 +26,16 @@ func TestEventsOnTheWorkflowWithoutAddedLatency(t *testing.T) {
 	ctx := context.Background()
 	const ns, rounds, perRound = "events", 4, 30
 	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	quiet, err := harness.StartWebhook(harness.WebhookOptions{Dir: filepath.Join(t.TempDir(), "quiet"), Kubeconfig: kubeconfig,
-		Mode: webhook.ModeEnforce, ControllerUsernames: []string{controllerSA}, DisableEvents: true, Log: harness.SuiteLogger()})
-	require.NoError(t, err)
-	t.Cleanup(quiet.Stop)
+	// Two fresh servers: the suite's own has spent its Event budget (10/s, burst 100) on earlier
+	// tests' writes, and would drop some of these Events as designed.
+	start := func(name string, disableEvents bool) *harness.Webhook {
+		w, err := harness.StartWebhook(harness.WebhookOptions{Dir: filepath.Join(t.TempDir(), name), Kubeconfig: kubeconfig,
+			Mode: webhook.ModeEnforce, ControllerUsernames: []string{controllerSA}, DisableEvents: disableEvents, Log: harness.SuiteLogger()})
+		require.NoError(t, err)
+		t.Cleanup(w.Stop)
+		return w
+	}
+	loud, quiet := start("loud", false), start("quiet", true)
 	t.Cleanup(func() { require.NoError(t, registerEnforce(ctx)) })
 	executor, _ := clientAs(t, executorSA, "")
 
@@ -40,7 +46,7 @@ func TestEventsOnTheWorkflowWithoutAddedLatency(t *testing.T) {
 		events := r%2 == 0
 		server := quiet
 		if events {
-			server = enforce
+			server = loud
 		}
 		require.NoError(t, harness.Register(ctx, admin, server, ns))
 		for range perRound {
