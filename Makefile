@@ -51,10 +51,14 @@ vet: ## go vet, and fail on unformatted files.
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
+.PHONY: lint
+lint: golangci-lint ## golangci-lint with .golangci.yml (controller-runtime's linters) on the module's packages.
+	$(BIN)/golangci-lint run ./...
+
 ##@ Test
 
 .PHONY: test
-test: vet tools tools-k8s-min argo-tools kustomize helm promql unit fuzz-short integration integration-k8s-min chart-lint deploy-test e2e ## Everything: vet, unit, short fuzz, integration (on 1.37.2 and 1.30.14), chart lint, deploy, e2e (builds the tools once).
+test: vet lint tools tools-k8s-min argo-tools kustomize helm promql unit fuzz-short integration integration-k8s-min chart-lint deploy-test e2e ## Everything: vet, lint, unit, short fuzz, integration (on 1.37.2 and 1.30.14), chart lint, deploy, e2e (builds the tools once).
 
 .PHONY: unit
 unit: ## Unit tests (race detector on): rules, handlers, the in-process TLS server.
@@ -170,3 +174,10 @@ promql: $(BIN)/promql ## Build bin/promql: Prometheus' own PromQL parser, for th
 
 $(BIN)/promql: test/tools/promql/go.mod test/tools/promql/main.go
 	cd test/tools/promql && go build -o $@ .
+
+.PHONY: golangci-lint
+golangci-lint: $(BIN)/golangci-lint ## Build golangci-lint v2 (make lint).
+
+$(BIN)/golangci-lint: test/tools/golangci-lint/go.mod
+	@echo "building golangci-lint from github.com/golangci/golangci-lint/v2 (about 1-3 minutes the first time)"
+	cd test/tools/golangci-lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint

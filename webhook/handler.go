@@ -280,14 +280,15 @@ func (h *handler) lookupFailed(req *reviewRequest, nodeID, what string, err erro
 }
 
 // fail answers with an HTTP error status and an AdmissionReview whose result says what was wrong.
-// The API server treats the call as failed and, with failurePolicy Ignore, admits the write.
-func (h *handler) fail(w http.ResponseWriter, code int, uid string, err error) {
+// The API server treats the call as failed and, with failurePolicy Ignore, admits the write. code
+// is an int32, metav1.Status.Code's type, so it reaches the result unconverted.
+func (h *handler) fail(w http.ResponseWriter, code int32, uid string, err error) {
 	badRequestsTotal.Inc()
 	h.opts.Log.Info("bad admission request", "code", code, "requestID", uid, "error", err.Error())
-	h.write(w, code, &admissionv1.AdmissionResponse{
+	h.write(w, int(code), &admissionv1.AdmissionResponse{
 		UID:     types.UID(uid),
 		Allowed: true,
-		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()},
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: err.Error()},
 	})
 }
 

@@ -46,11 +46,11 @@ func (s *scanner) peek() byte {
 }
 
 func (s *scanner) expect(c byte) error {
-	switch got := s.peek(); {
-	case got == c:
+	switch got := s.peek(); got {
+	case c:
 		s.pos++
 		return nil
-	case got == 0:
+	case 0:
 		return errTruncated
 	default:
 		return s.errorf("expected %q, found %q", c, got)

@@ -104,7 +104,15 @@ func (s *tlsServer) status(t *testing.T, path string) int {
 	return resp.StatusCode
 }
 
-func (s *tlsServer) review(t *testing.T, body []byte) (*http.Response, *admissionv1.AdmissionResponse) {
+// reply is the part of an HTTP response that review's callers check; review reads and closes the
+// body, so it never hands out a response whose body is already closed.
+type reply struct {
+	StatusCode int
+	Proto      string
+	TLS        *tls.ConnectionState
+}
+
+func (s *tlsServer) review(t *testing.T, body []byte) (reply, *admissionv1.AdmissionResponse) {
 	t.Helper()
 	resp, err := s.client.Post(s.url+TaskResultPath, "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
@@ -112,7 +120,7 @@ func (s *tlsServer) review(t *testing.T, body []byte) (*http.Response, *admissio
 	var out admissionv1.AdmissionReview
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	require.NotNil(t, out.Response)
-	return resp, out.Response
+	return reply{StatusCode: resp.StatusCode, Proto: resp.Proto, TLS: resp.TLS}, out.Response
 }
 
 func TestServerAnswersReviewsOverTLS(t *testing.T) {
@@ -138,7 +146,7 @@ func TestServerAnswersReviewsOverTLS(t *testing.T) {
 
 func TestServerRefusesOldTLSAndPlaintext(t *testing.T) {
 	s := startTLSServer(t, nil)
-	_, err := tls.Dial("tcp", s.address, &tls.Config{RootCAs: s.caPool, MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10})
+	_, err := tls.Dial("tcp", s.address, &tls.Config{RootCAs: s.caPool, MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10}) //nolint:gosec // offers only TLS 1.0-1.1, to prove they are refused
 	assert.Error(t, err, "TLS 1.1 is refused")
 
 	resp, err := http.Post("http://"+s.address+TaskResultPath, "application/json", bytes.NewReader([]byte("{}")))
