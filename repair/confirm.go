@@ -94,6 +94,7 @@ func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathere
 		err := r.act(ctx, c, g, fd)
 		switch {
 		case err == nil:
+			r.recordEvent(ctx, g, c, fd)
 			row.Verdict, row.NextStep = VerdictRepaired, "repaired"
 			if c.action == webhook.ActionCreate {
 				row.TaskResult = "true (created)"

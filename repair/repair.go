@@ -437,3 +437,32 @@ func (r *run) getWorkflow(ctx context.Context, ns, name string) (*unstructured.U
 	u := newWorkflow(ns, name)
 	return u, r.c.Get(ctx, client.ObjectKeyFromObject(u), u)
 }
+
+// recordEvent tells operators, on the Workflow, what the repair did (kubectl describe workflow,
+// the Argo UI): reason TaskResultRepaired or TaskResultCreated, the rule, the cause and the
+// node. Written at once, since the command exits; a failure is reported on stderr and changes
+// nothing else (the repair itself succeeded).
+func (r *run) recordEvent(ctx context.Context, g *gathered, c candidate, fd webhook.Finding) {
+	wf := g.facts.Workflow
+	reason := webhook.ReasonTaskResultRepaired
+	if c.action == webhook.ActionCreate {
+		reason = webhook.ReasonTaskResultCreated
+	}
+	now := metav1.NewTime(r.o.Now())
+	event := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: wf.Name + ".", Namespace: wf.Namespace},
+		InvolvedObject: corev1.ObjectReference{APIVersion: workflowGVK.GroupVersion().String(), Kind: workflowGVK.Kind,
+			Namespace: wf.Namespace, Name: wf.Name, UID: types.UID(wf.UID)},
+		Reason:              reason,
+		Message:             fmt.Sprintf("argo-completion-repair (cause %s): %s", fd.Cause, webhook.EventMessage(fd.Decision, false, c.node)),
+		Type:                corev1.EventTypeNormal,
+		Source:              corev1.EventSource{Component: "argo-completion-repair"},
+		ReportingController: "argo-completion-repair",
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+	}
+	if err := r.c.Create(ctx, event); err != nil {
+		fmt.Fprintf(r.o.Err, "recording an Event on workflow %s/%s: %v\n", wf.Namespace, wf.Name, err)
+	}
+}

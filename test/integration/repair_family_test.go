@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
@@ -316,6 +318,20 @@ func TestRepairDiagnosesEveryCauseOfTheFamily(t *testing.T) {
 		if !c.repaired {
 			continue
 		}
+		// The Workflow tells why: an Event naming the repair, the cause and the node.
+		var events corev1.EventList
+		require.NoError(t, admin.List(ctx, &events, client.InNamespace(familyNS), client.MatchingFields{"involvedObject.name": nodes[name].workflow}))
+		var reasons []string
+		for _, e := range events.Items {
+			if e.Source.Component == "argo-completion-repair" && strings.Contains(e.Message, nodes[name].id) {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		wantReason := webhook.ReasonTaskResultRepaired
+		if c.result == nil {
+			wantReason = webhook.ReasonTaskResultCreated
+		}
+		assert.Equal(t, []string{wantReason}, reasons, "%s: one Event on its Workflow", name)
 		tr := getTaskResult(t, familyNS, nodes[name].id)
 		require.NotNil(t, tr, "%s: its task result exists", name)
 		assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], name)
