@@ -62,6 +62,9 @@ func toStuckShape(wf *unstructured.Unstructured, n node) {
 		"outputs": stuckNodeOutputs()}
 }
 
+// workflowDeclinedSeries counts the Workflow requests the webhook answered without a change.
+const workflowDeclinedSeries = `argo_completion_webhook_decisions_total{kind="workflow",mode="enforce",rule="none"}`
+
 // terminatedLongAgo is when the pods of the B2 tests terminated: past the webhook's 2m grace.
 var terminatedLongAgo = 5 * time.Minute
 
@@ -150,9 +153,12 @@ func TestControllerUpdatesOutsideTheStuckShapeAreUntouched(t *testing.T) {
 			controller, _ := clientAs(t, controllerSA, "")
 			toStuckShape(wf, n)
 			breakIt(wf, n)
+			declined := scrape(t, enforce.Metrics, workflowDeclinedSeries)
 			require.NoError(t, controller.Update(context.Background(), wf))
 			got := getWorkflow(t, n.workflow)
 			assert.Equal(t, "false", got.GetLabels()[webhook.LabelCompleted])
+			// The webhook was called and declined: the update was not merely filtered away.
+			assert.GreaterOrEqual(t, scrape(t, enforce.Metrics, workflowDeclinedSeries)-declined, 1.0, "the webhook decided this update")
 			done, _, _ := unstructured.NestedBool(got.Object, "status", "taskResultsCompletionStatus", n.id)
 			assert.False(t, done)
 		})
@@ -246,9 +252,13 @@ func TestB2WaitsUntilNoOutputCanBeLost(t *testing.T) {
 			terminatePodAgo(t, pod, tc.terminatedAgo)
 			controller, _ := clientAs(t, controllerSA, "")
 			toStuckShape(wf, n)
+			declined := scrape(t, enforce.Metrics, workflowDeclinedSeries)
 			require.NoError(t, controller.Update(context.Background(), wf))
 			got := getWorkflow(t, n.workflow)
 			assert.Equal(t, tc.wantCompleted, got.GetLabels()[webhook.LabelCompleted])
+			if tc.wantCompleted == "false" {
+				assert.GreaterOrEqual(t, scrape(t, enforce.Metrics, workflowDeclinedSeries)-declined, 1.0, "the webhook was called and declined")
+			}
 			done, _, _ := unstructured.NestedBool(got.Object, "status", "taskResultsCompletionStatus", n.id)
 			assert.Equal(t, tc.wantCompleted == "true", done)
 		})
