@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,11 @@ type Options struct {
 	// repair, before the confirmation delay. It is a test hook: a test changes the cluster
 	// there (a retry, say) between the two passes, deterministically.
 	AfterFirstPass func()
+	// QPS and Burst are the client's rate limit towards the API server, applied to the REST
+	// config whichever way it was loaded (RESTConfig's own are replaced); 0 means DefaultQPS
+	// and DefaultBurst.
+	QPS   float32
+	Burst int
 	// Now is the clock (tests set it); nil means time.Now.
 	Now func() time.Time
 	// Out receives the report; Err the progress lines.
@@ -68,6 +74,14 @@ const (
 	// finished long ago". 30 s outlasts that gap many times over and is short against the
 	// CronJob's 5-minute schedule and 600 s deadline.
 	DefaultConfirmAfter = 30 * time.Second
+	// DefaultQPS and DefaultBurst replace client-go's 5 and 10, which throttle a scan: each
+	// workflow read in full costs three requests (the Workflow, its task results, its pods), so
+	// at 5 QPS 500 of them take minutes of a CronJob whose deadline is 600 s. 50 and 100 are
+	// what the webhook's own client uses. The requests are sequential, the limit applies to each
+	// kind's requests apart (controller-runtime's client makes one REST client, with its own
+	// token bucket, per kind), and the API server's priority and fairness still applies.
+	DefaultQPS   = 50
+	DefaultBurst = 100
 )
 
 // BindFlags registers the options on fs.
@@ -87,6 +101,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
 	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
+	fs.Func("qps", fmt.Sprintf("Requests per second to the API server (client-side limit; default %d; 0 means the default).", DefaultQPS), func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		o.QPS = float32(f)
+		return err
+	})
+	fs.IntVar(&o.Burst, "burst", DefaultBurst, "Requests allowed at once above --qps (client-side limit).")
 	fs.BoolVar(&o.FailOnManual, "fail-on-manual", false, "Exit non-zero, after the report, when a stuck node needs the operator (verdict manual: fix RBAC, delete a lost pod, upgrade Argo), so a CronJob run fails and alerts.")
 	fs.DurationVar(&o.ConfirmAfter, "confirm-after", DefaultConfirmAfter, "With --apply: how long to wait before re-reading each workflow with a node found safe (its task results, pods and executors' rights) and repairing only what is still safe and unchanged; 0 means the default. No wait when nothing is to repair.")
 }
@@ -103,6 +123,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.ConfirmAfter == 0 {
 		o.ConfirmAfter = DefaultConfirmAfter
+	}
+	if o.QPS == 0 {
+		o.QPS = DefaultQPS
+	}
+	if o.Burst == 0 {
+		o.Burst = DefaultBurst
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -173,6 +199,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ConfirmAfter < 0 {
 		errs = append(errs, fmt.Errorf("--confirm-after must not be negative, got %s", o.ConfirmAfter))
+	}
+	if !(o.QPS > 0) || o.Burst <= 0 { // !(>) also refuses NaN
+		errs = append(errs, fmt.Errorf("--qps and --burst must be positive, got %g and %d", o.QPS, o.Burst))
 	}
 	return errors.Join(errs...)
 }

@@ -22,6 +22,17 @@ func parse(t *testing.T, args ...string) Options {
 	return o
 }
 
+// parseErr is parse returning the flag set's error, for flags refused as they are parsed.
+func parseErr(args ...string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.BindFlags(fs)
+	err := fs.Parse(args)
+	o.setDefaults()
+	return o, err
+}
+
 func TestOptionsValidate(t *testing.T) {
 	for name, tc := range map[string]struct {
 		args    []string
@@ -74,13 +85,25 @@ func TestOptionsValidate(t *testing.T) {
 		"refuses a --workflow that is not a workflow name": {
 			args: []string{"-n", "argo", "--workflow", "My WF"}, errs: []string{`--workflow: "My WF" is not a workflow name`},
 		},
+		"accepts --qps and --burst": {args: []string{"-A", "--qps", "20.5", "--burst", "40"}, scanned: []string{""}},
+		"refuses a negative --qps": {
+			args: []string{"-A", "--qps", "-1"}, errs: []string{"--qps and --burst must be positive, got -1 and 100"},
+		},
+		"refuses a negative --burst": {
+			args: []string{"-A", "--burst", "-5"}, errs: []string{"--qps and --burst must be positive, got 50 and -5"},
+		},
+		"refuses a --qps that is not a number": {
+			args: []string{"-A", "--qps", "fast"}, errs: []string{`invalid value "fast" for flag -qps`},
+		},
 		"reports every invalid option at once": {
 			args: []string{"--namespaces", "a,a", "-o", "yaml"}, errs: []string{"a is listed twice", "-o must be table or json"},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			o := parse(t, tc.args...)
-			err := o.Validate()
+			o, err := parseErr(tc.args...)
+			if err == nil {
+				err = o.Validate()
+			}
 			if len(tc.errs) == 0 {
 				require.NoError(t, err)
 				assert.Equal(t, tc.scanned, o.namespaces())
@@ -118,4 +141,26 @@ func TestOptionsConfirmAfter(t *testing.T) {
 	o := Options{}
 	o.setDefaults()
 	assert.Equal(t, DefaultConfirmAfter, o.ConfirmAfter, "a zero ConfirmAfter in Options means the default")
+}
+
+func TestOptionsRateLimit(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args  []string
+		qps   float32
+		burst int
+	}{
+		"lifts client-go's 5 and 10 by default": {qps: DefaultQPS, burst: DefaultBurst},
+		"takes --qps and --burst":               {args: []string{"--qps", "20", "--burst", "30"}, qps: 20, burst: 30},
+		"takes 0 for the defaults":              {args: []string{"--qps", "0", "--burst", "0"}, qps: DefaultQPS, burst: DefaultBurst},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := parse(t, tc.args...)
+			assert.Equal(t, tc.qps, o.QPS)
+			assert.Equal(t, tc.burst, o.Burst)
+		})
+	}
+	o := Options{}
+	o.setDefaults()
+	assert.Equal(t, float32(DefaultQPS), o.QPS, "a zero QPS in Options means the default")
+	assert.Equal(t, DefaultBurst, o.Burst, "a zero Burst in Options means the default")
 }

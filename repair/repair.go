@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -103,6 +104,10 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			return Summary{}, fmt.Errorf("loading kubeconfig: %w", err)
 		}
 	}
+	cfg = rest.CopyConfig(cfg)
+	// Named apart from the webhook's client in the API server's audit log.
+	cfg.UserAgent = "argo-completion-webhook-repair"
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return Summary{}, err

@@ -115,15 +115,15 @@ func argoPod(i int, template string) *corev1.Pod {
 }
 
 // setStatus writes what the kubelet reports for pod i: Succeeded with every container terminated
-// for an ended pod, Running otherwise.
-func setStatus(pod *corev1.Pod, i int) {
+// when ended, Running otherwise.
+func setStatus(pod *corev1.Pod, i int, ended bool) {
 	started := metav1.NewTime(pod.CreationTimestamp.Add(2 * time.Second))
 	finished := metav1.NewTime(started.Add(time.Minute))
 	status := func(c corev1.Container) corev1.ContainerStatus {
 		s := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image + "@sha256:" + strings.Repeat("0", 64),
 			ContainerID: "containerd://" + strings.Repeat("a", 64), Started: new(true), Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}
-		if terminated(i) {
+		if ended {
 			s.Started, s.Ready = new(false), false
 			s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed",
 				StartedAt: started, FinishedAt: finished, ContainerID: s.ContainerID}}
@@ -131,12 +131,12 @@ func setStatus(pod *corev1.Pod, i int) {
 		return s
 	}
 	pod.Status.Phase = corev1.PodRunning
-	if terminated(i) {
+	if ended {
 		pod.Status.Phase = corev1.PodSucceeded
 	}
 	pod.Status.HostIP, pod.Status.PodIP, pod.Status.StartTime = "10.0.0.1", fmt.Sprintf("10.1.%d.%d", i/250%250, i%250), &started
 	ready := corev1.ConditionTrue
-	if terminated(i) {
+	if ended {
 		ready = corev1.ConditionFalse
 	}
 	pod.Status.Conditions = []corev1.PodCondition{
@@ -177,7 +177,7 @@ func createPods(ctx context.Context, cs kubernetes.Interface, from, to, workers 
 					errc <- fmt.Errorf("creating pod %d: %w", i, err)
 					return
 				}
-				setStatus(pod, i)
+				setStatus(pod, i, terminated(i))
 				if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 					errc <- fmt.Errorf("writing the status of pod %d: %w", i, err)
 					return
