@@ -101,6 +101,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Output, "o", "table", "Output: table or json.")
 	fs.DurationVar(&o.PodGrace, "pod-grace", DefaultPodGrace, "How long every executor container must have been terminated.")
 	fs.DurationVar(&o.OrphanGrace, "orphan-grace", DefaultOrphanGrace, "How long ago the node must have finished when its pod is gone.")
+	o.QPS = DefaultQPS // fs.Func sets no default of its own
 	fs.Func("qps", fmt.Sprintf("Requests per second to the API server (client-side limit; default %d; 0 means the default).", DefaultQPS), func(v string) error {
 		f, err := strconv.ParseFloat(v, 32)
 		o.QPS = float32(f)
@@ -200,8 +201,8 @@ func (o *Options) Validate() error {
 	if o.ConfirmAfter < 0 {
 		errs = append(errs, fmt.Errorf("--confirm-after must not be negative, got %s", o.ConfirmAfter))
 	}
-	if !(o.QPS > 0) || o.Burst <= 0 { // !(>) also refuses NaN
-		errs = append(errs, fmt.Errorf("--qps and --burst must be positive, got %g and %d", o.QPS, o.Burst))
+	if !(o.QPS >= 0) || o.Burst < 0 { // !(>=) also refuses NaN; 0 means the default
+		errs = append(errs, fmt.Errorf("--qps and --burst must be positive (0 for the default), got %g and %d", o.QPS, o.Burst))
 	}
 	return errors.Join(errs...)
 }

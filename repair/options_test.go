@@ -87,10 +87,10 @@ func TestOptionsValidate(t *testing.T) {
 		},
 		"accepts --qps and --burst": {args: []string{"-A", "--qps", "20.5", "--burst", "40"}, scanned: []string{""}},
 		"refuses a negative --qps": {
-			args: []string{"-A", "--qps", "-1"}, errs: []string{"--qps and --burst must be positive, got -1 and 100"},
+			args: []string{"-A", "--qps", "-1"}, errs: []string{"--qps and --burst must be positive (0 for the default), got -1 and 100"},
 		},
 		"refuses a negative --burst": {
-			args: []string{"-A", "--burst", "-5"}, errs: []string{"--qps and --burst must be positive, got 50 and -5"},
+			args: []string{"-A", "--burst", "-5"}, errs: []string{"--qps and --burst must be positive (0 for the default), got 50 and -5"},
 		},
 		"refuses a --qps that is not a number": {
 			args: []string{"-A", "--qps", "fast"}, errs: []string{`invalid value "fast" for flag -qps`},
@@ -163,4 +163,16 @@ func TestOptionsRateLimit(t *testing.T) {
 	o.setDefaults()
 	assert.Equal(t, float32(DefaultQPS), o.QPS, "a zero QPS in Options means the default")
 	assert.Equal(t, DefaultBurst, o.Burst, "a zero Burst in Options means the default")
+}
+
+// The CronJob's arguments, parsed and validated as the deploy tests do (flags then Validate,
+// without Run's defaults): --qps and --burst unset must validate.
+func TestOptionsFromFlagsAloneValidate(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	o.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--all-namespaces", "--apply", "--fail-on-manual"}))
+	require.NoError(t, o.Validate())
+	assert.Equal(t, float32(DefaultQPS), o.QPS)
+	assert.Equal(t, DefaultBurst, o.Burst)
 }
