@@ -65,19 +65,8 @@ func runVersion(t *testing.T, version string, table *summary) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := "e2e-" + strings.ReplaceAll(version, ".", "-")
-	setupNamespace(t, ns)
-	ctrl, err := harness.StartController(ctx, admin, version, cluster.ControllerKubeconfig, ns, logDir)
-	require.NoError(t, err)
-	defer ctrl.Stop()
-	node := &harness.Node{Admin: admin, Config: adminCfg, Namespace: ns, Executor: harness.ExecutorV354}
-	nodeDone := make(chan struct{})
-	go func() { node.Run(ctx); close(nodeDone) }()
-	defer func() {
-		cancel()
-		<-nodeDone
-		assert.Empty(t, node.Errors(), "every simulated executor write and kubelet update succeeded")
-		assert.False(t, ctrl.Exited(), "the controller ran throughout (log: %s)", ctrl.LogPath)
-	}()
+	node, _, stop := startArgo(t, ctx, version, ns)
+	defer stop()
 
 	t.Run("without webhook", func(t *testing.T) {
 		require.NoError(t, harness.Unregister(ctx, admin))

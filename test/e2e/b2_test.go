@@ -66,18 +66,9 @@ func TestB2AgainstTheV354Controller(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := "e2e-b2-" + strings.ReplaceAll(version, ".", "-")
-	setupNamespace(t, ns)
-	ctrl, err := harness.StartController(ctx, admin, version, cluster.ControllerKubeconfig, ns, logDir)
-	require.NoError(t, err)
-	defer ctrl.Stop()
-	node := &harness.Node{Admin: admin, Config: adminCfg, Namespace: ns, Executor: harness.ExecutorV354}
-	nodeDone := make(chan struct{})
-	go func() { node.Run(ctx); close(nodeDone) }()
+	node, ctrl, stop := startArgo(t, ctx, version, ns)
 	defer func() {
-		cancel()
-		<-nodeDone
-		assert.Empty(t, node.Errors(), "every simulated executor write and kubelet update succeeded")
-		assert.False(t, ctrl.Exited(), "the controller ran throughout (log: %s)", ctrl.LogPath)
+		stop()
 		fmt.Printf("\ne2e B2 summary (controller log %s):\n%s\n", ctrl.LogPath, table)
 		_ = os.WriteFile(filepath.Join(logDir, "summary-b2.txt"), []byte(table.String()), 0o644)
 	}()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +27,27 @@ import (
 func setupNamespace(t *testing.T, ns string) {
 	t.Helper()
 	require.NoError(t, cluster.SetupNamespace(context.Background(), ns))
+}
+
+// startArgo sets up namespace ns and starts Argo's controller of version for it, with a
+// simulated node acting as argoexec v3.5.4. stop ends both and checks that every simulated write
+// succeeded and that the controller ran throughout.
+func startArgo(t *testing.T, ctx context.Context, version, ns string) (node *harness.Node, ctrl *harness.Controller, stop func()) {
+	t.Helper()
+	setupNamespace(t, ns)
+	ctrl, err := harness.StartController(ctx, admin, version, cluster.ControllerKubeconfig, ns, logDir)
+	require.NoError(t, err)
+	nodeCtx, cancel := context.WithCancel(ctx)
+	node = &harness.Node{Admin: admin, Config: adminCfg, Namespace: ns, Executor: harness.ExecutorV354}
+	nodeDone := make(chan struct{})
+	go func() { node.Run(nodeCtx); close(nodeDone) }()
+	return node, ctrl, func() {
+		cancel()
+		<-nodeDone
+		assert.Empty(t, node.Errors(), "every simulated executor write and kubelet update succeeded")
+		assert.False(t, ctrl.Exited(), "the controller ran throughout (log: %s)", ctrl.LogPath)
+		ctrl.Stop()
+	}
 }
 
 // submit creates the workflow in testdata/file (generateName) and returns its name.

@@ -196,25 +196,8 @@ func LoadWebhookConfig() (*admissionregistrationv1.MutatingWebhookConfiguration,
 // Register creates the shipped configuration, or repoints an existing one, at w: only
 // clientConfig changes, to w's URL and CA. Then it waits until the API server calls w.
 func Register(ctx context.Context, admin client.Client, w *Webhook, probeNamespace string) error {
-	mwc, err := LoadWebhookConfig()
-	if err != nil {
+	if err := register(ctx, admin, w, nil); err != nil {
 		return err
-	}
-	for i := range mwc.Webhooks {
-		url := w.URL + *mwc.Webhooks[i].ClientConfig.Service.Path
-		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CAPEM}
-	}
-	var existing admissionregistrationv1.MutatingWebhookConfiguration
-	err = admin.Get(ctx, client.ObjectKey{Name: mwc.Name}, &existing)
-	switch {
-	case err == nil:
-		mwc.ResourceVersion = existing.ResourceVersion
-		err = admin.Update(ctx, mwc)
-	case apierrors.IsNotFound(err):
-		err = admin.Create(ctx, mwc)
-	}
-	if err != nil {
-		return fmt.Errorf("registering the webhook configuration: %w", err)
 	}
 	return waitCalled(ctx, admin, w, probeNamespace)
 }
@@ -224,18 +207,31 @@ func Register(ctx context.Context, admin client.Client, w *Webhook, probeNamespa
 // through unpatched (failurePolicy Ignore), as during an outage of the webhook, while the
 // controller's updates still reach w.
 func RegisterTaskResultsUnreachable(ctx context.Context, admin client.Client, w *Webhook) error {
-	mwc, err := LoadWebhookConfig()
-	if err != nil {
-		return err
-	}
 	closed, err := FreePort()
 	if err != nil {
 		return err
 	}
+	unreachable := map[string]string{webhook.TaskResultPath: "https://127.0.0.1:" + strconv.Itoa(closed) + webhook.TaskResultPath}
+	if err := register(ctx, admin, w, unreachable); err != nil {
+		return err
+	}
+	// The API server picks the configuration up through an informer (see Unregister).
+	time.Sleep(time.Second)
+	return nil
+}
+
+// register creates or updates the shipped configuration with each webhook's clientConfig
+// pointing at w (at override[path] instead, when set) with w's CA.
+func register(ctx context.Context, admin client.Client, w *Webhook, override map[string]string) error {
+	mwc, err := LoadWebhookConfig()
+	if err != nil {
+		return err
+	}
 	for i := range mwc.Webhooks {
-		url := w.URL + *mwc.Webhooks[i].ClientConfig.Service.Path
-		if *mwc.Webhooks[i].ClientConfig.Service.Path == webhook.TaskResultPath {
-			url = "https://127.0.0.1:" + strconv.Itoa(closed) + webhook.TaskResultPath
+		path := *mwc.Webhooks[i].ClientConfig.Service.Path
+		url, ok := override[path]
+		if !ok {
+			url = w.URL + path
 		}
 		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CAPEM}
 	}
@@ -251,8 +247,6 @@ func RegisterTaskResultsUnreachable(ctx context.Context, admin client.Client, w 
 	if err != nil {
 		return fmt.Errorf("registering the webhook configuration: %w", err)
 	}
-	// The API server picks the configuration up through an informer (see Unregister).
-	time.Sleep(time.Second)
 	return nil
 }
 
