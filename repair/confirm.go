@@ -7,7 +7,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // confirm is the second pass of an Apply run: after the confirmation delay it diagnoses each
@@ -52,10 +52,10 @@ func (r *run) confirm(ctx context.Context, rows []Row, candidates []candidate) e
 }
 
 // regather reads candidate c's workflow afresh and diagnoses it again.
-func (r *run) regather(ctx context.Context, c candidate) (*gathered, webhook.Diagnosis, error) {
+func (r *run) regather(ctx context.Context, c candidate) (*gathered, rules.Diagnosis, error) {
 	u, err := r.getWorkflow(ctx, c.namespace, c.workflow)
 	if err != nil {
-		return nil, webhook.Diagnosis{}, err
+		return nil, rules.Diagnosis{}, err
 	}
 	return r.gather(ctx, u, r.o.Workflow != "", true)
 }
@@ -64,7 +64,7 @@ func (r *run) regather(ctx context.Context, c candidate) (*gathered, webhook.Dia
 // action, and its fingerprint has not changed. A flip refused by its resourceVersion
 // precondition (a concurrent write) re-reads everything and decides again, once. first is the
 // row of the first pass.
-func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathered, d webhook.Diagnosis) Row {
+func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathered, d rules.Diagnosis) Row {
 	for attempt := 0; ; attempt++ {
 		prefix := ""
 		if attempt > 0 {
@@ -81,9 +81,9 @@ func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathere
 		}
 		_, exists := g.results[c.node]
 		switch changed := c.facts.changes(g.fingerprint(c.node)); {
-		case c.action == webhook.ActionFlip && !exists:
+		case c.action == rules.ActionFlip && !exists:
 			return skip(row, "deleted meanwhile", "nothing to do")
-		case c.action == webhook.ActionCreate && exists:
+		case c.action == rules.ActionCreate && exists:
 			return skip(row, "created meanwhile", "nothing to do")
 		case changed != "":
 			return skip(row, prefix+"facts changed during the confirmation delay: "+changed+"; now: "+now, "run repair again")
@@ -96,7 +96,7 @@ func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathere
 		case err == nil:
 			r.recordEvent(ctx, g, c, fd)
 			row.Verdict, row.NextStep = VerdictRepaired, "repaired"
-			if c.action == webhook.ActionCreate {
+			if c.action == rules.ActionCreate {
 				row.TaskResult = "true (created)"
 			} else {
 				row.TaskResult = "true (flipped)"
@@ -107,9 +107,9 @@ func (r *run) confirmOne(ctx context.Context, first Row, c candidate, g *gathere
 				return unreadable(row, "re-reading after a concurrent write", err)
 			}
 			continue
-		case apierrors.IsNotFound(err) && c.action == webhook.ActionFlip:
+		case apierrors.IsNotFound(err) && c.action == rules.ActionFlip:
 			return skip(row, "deleted meanwhile", "nothing to do")
-		case apierrors.IsAlreadyExists(err) && c.action == webhook.ActionCreate:
+		case apierrors.IsAlreadyExists(err) && c.action == rules.ActionCreate:
 			return skip(row, "created meanwhile", "nothing to do")
 		default:
 			row.Verdict, row.Reason, row.NextStep = VerdictError, err.Error(), "run repair again"
@@ -124,11 +124,11 @@ func skip(row Row, reason, next string) Row {
 }
 
 // findingOf returns the diagnosis's finding about node id.
-func findingOf(d webhook.Diagnosis, id string) (webhook.Finding, bool) {
+func findingOf(d rules.Diagnosis, id string) (rules.Finding, bool) {
 	for _, fd := range d.Findings {
 		if fd.Node == id {
 			return fd, true
 		}
 	}
-	return webhook.Finding{}, false
+	return rules.Finding{}, false
 }

@@ -6,7 +6,7 @@
 // still running, so that a Running workflow with a running pod is passed over unread. Every other
 // one is read whole, one at a time, with its task results (listed by workflow label), its pods
 // and, when a node is suspect, whether its executor's service account may create and patch task
-// results (LocalSubjectAccessReviews). webhook.DiagnoseWorkflow (pure, table-tested next to rule
+// results (LocalSubjectAccessReviews). rules.DiagnoseWorkflow (pure, table-tested next to rule
 // A3) then says whether it is stuck (a terminal phase with completed=false, or Running while
 // every pod has finished or is gone), names the cause of each held node (argo-workflows#12985,
 // R1–R11 of argo-stuck-family.md) and what is safe: flip the label (rule A3: #12985, R1, R3, R4,

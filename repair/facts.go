@@ -13,13 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // gathered is one workflow's facts, read from the API server, and what the repair acts with:
 // each task result's UID and resourceVersion, and the times the fingerprint compares.
 type gathered struct {
-	facts webhook.FamilyFacts
+	facts rules.FamilyFacts
 	// startedAt and finishedAt are the Workflow's status.startedAt and finishedAt: `argo retry`
 	// sets the first anew and clears the second.
 	startedAt, finishedAt string
@@ -33,7 +33,7 @@ type resultRef struct{ uid, resourceVersion string }
 // rights, and by name any task result it would create) and diagnoses it. fresh re-asks the
 // rights even when this run asked them before. The clock is read after the task results, so a
 // write that lands between that read and a patch is one the patch's precondition refuses.
-func (r *run) gather(ctx context.Context, u *unstructured.Unstructured, all, fresh bool) (*gathered, webhook.Diagnosis, error) {
+func (r *run) gather(ctx context.Context, u *unstructured.Unstructured, all, fresh bool) (*gathered, rules.Diagnosis, error) {
 	g := &gathered{results: map[string]resultRef{}}
 	g.facts.All = all
 	g.facts.Workflow, g.startedAt, g.finishedAt = familyWorkflow(u)
@@ -41,20 +41,20 @@ func (r *run) gather(ctx context.Context, u *unstructured.Unstructured, all, fre
 	key := wf.Namespace + "/" + wf.Name
 	var err error
 	if g.facts.TaskResults, err = r.taskResultsOf(ctx, wf.Namespace, wf.Name, g.results); err != nil {
-		return nil, webhook.Diagnosis{}, err
+		return nil, rules.Diagnosis{}, err
 	}
 	if g.facts.Pods, err = r.podsOf(ctx, wf.Namespace, wf.Name); err != nil {
-		return nil, webhook.Diagnosis{}, err
+		return nil, rules.Diagnosis{}, err
 	}
 	now := r.o.Now()
-	grace := webhook.RepairGrace{Pod: r.o.PodGrace, Orphan: r.o.OrphanGrace}
-	d := webhook.DiagnoseWorkflow(g.facts, now, grace)
+	grace := rules.RepairGrace{Pod: r.o.PodGrace, Orphan: r.o.OrphanGrace}
+	d := rules.DiagnoseWorkflow(g.facts, now, grace)
 	if len(d.Unchecked) > 0 {
-		g.facts.Rights = map[string]webhook.ExecutorRights{}
+		g.facts.Rights = map[string]rules.ExecutorRights{}
 		for _, sa := range d.Unchecked {
 			g.facts.Rights[sa] = r.rightsOf(ctx, wf.Namespace, sa, fresh)
 		}
-		d = webhook.DiagnoseWorkflow(g.facts, now, grace)
+		d = rules.DiagnoseWorkflow(g.facts, now, grace)
 	}
 	found := false
 	for _, id := range d.Lookups {
@@ -64,7 +64,7 @@ func (r *run) gather(ctx context.Context, u *unstructured.Unstructured, all, fre
 		switch err := r.c.Get(ctx, client.ObjectKeyFromObject(tr), tr); {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			return nil, webhook.Diagnosis{}, explain("reading WorkflowTaskResult "+wf.Namespace+"/"+id+" of workflow "+key, err)
+			return nil, rules.Diagnosis{}, explain("reading WorkflowTaskResult "+wf.Namespace+"/"+id+" of workflow "+key, err)
 		default:
 			g.facts.TaskResults[id] = familyTaskResult(tr)
 			g.results[id] = resultRef{uid: string(tr.GetUID()), resourceVersion: tr.GetResourceVersion()}
@@ -72,17 +72,17 @@ func (r *run) gather(ctx context.Context, u *unstructured.Unstructured, all, fre
 		}
 	}
 	if found {
-		d = webhook.DiagnoseWorkflow(g.facts, now, grace)
+		d = rules.DiagnoseWorkflow(g.facts, now, grace)
 	}
 	return g, d, nil
 }
 
 // familyWorkflow reads what the diagnosis reads of a Workflow, and its startedAt and
 // finishedAt. A status that cannot be read leaves the nodes unreadable, with the reason.
-func familyWorkflow(u *unstructured.Unstructured) (webhook.FamilyWorkflow, string, string) {
+func familyWorkflow(u *unstructured.Unstructured) (rules.FamilyWorkflow, string, string) {
 	labels := u.GetLabels()
-	wf := webhook.FamilyWorkflow{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()),
-		InstanceID: labels[webhook.LabelControllerInstanceID], Completed: labels[webhook.LabelCompleted] == "true",
+	wf := rules.FamilyWorkflow{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()),
+		InstanceID: labels[rules.LabelControllerInstanceID], Completed: labels[rules.LabelCompleted] == "true",
 		Deleting: u.GetDeletionTimestamp() != nil}
 	wf.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	wf.Shutdown, _, _ = unstructured.NestedString(u.Object, "spec", "shutdown")
@@ -92,7 +92,7 @@ func familyWorkflow(u *unstructured.Unstructured) (webhook.FamilyWorkflow, strin
 		wf.NodesUnreadable = "status: " + err.Error()
 		return wf, startedAt, ""
 	}
-	st, err := webhook.ParseWorkflowStatus(raw)
+	st, err := rules.ParseWorkflowStatus(raw)
 	if err != nil {
 		wf.NodesUnreadable = "status: " + err.Error()
 		return wf, startedAt, ""
@@ -103,13 +103,13 @@ func familyWorkflow(u *unstructured.Unstructured) (webhook.FamilyWorkflow, strin
 
 // taskResultsOf lists the task results labelled with workflow ns/wf, page by page, keeping
 // only what the diagnosis reads and each one's UID and resourceVersion (into refs).
-func (r *run) taskResultsOf(ctx context.Context, ns, wf string, refs map[string]resultRef) (map[string]*webhook.FamilyTaskResult, error) {
-	out := map[string]*webhook.FamilyTaskResult{}
+func (r *run) taskResultsOf(ctx context.Context, ns, wf string, refs map[string]resultRef) (map[string]*rules.FamilyTaskResult, error) {
+	out := map[string]*rules.FamilyTaskResult{}
 	cont := ""
 	for {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(taskResultGVK.GroupVersion().WithKind("WorkflowTaskResultList"))
-		if err := r.c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf},
+		if err := r.c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf},
 			client.Limit(pageSize), client.Continue(cont)); err != nil {
 			return nil, explain("listing WorkflowTaskResults of workflow "+ns+"/"+wf, err)
 		}
@@ -125,25 +125,25 @@ func (r *run) taskResultsOf(ctx context.Context, ns, wf string, refs map[string]
 }
 
 // familyTaskResult reads what the diagnosis reads of a task result.
-func familyTaskResult(tr *unstructured.Unstructured) *webhook.FamilyTaskResult {
-	return &webhook.FamilyTaskResult{HasOutputs: tr.Object["outputs"] != nil, StuckTaskResult: webhook.StuckTaskResult{
+func familyTaskResult(tr *unstructured.Unstructured) *rules.FamilyTaskResult {
+	return &rules.FamilyTaskResult{HasOutputs: tr.Object["outputs"] != nil, StuckTaskResult: rules.StuckTaskResult{
 		Name: tr.GetName(), Labels: tr.GetLabels(), Created: tr.GetCreationTimestamp().Time,
 		OwnerWorkflowUID: ownerUID(tr, "argoproj.io", "Workflow"), OwnerPodUID: ownerUID(tr, corev1.GroupName, "Pod")}}
 }
 
 // podsOf lists the pods labelled with workflow ns/wf, page by page, reducing each to what the
 // diagnosis reads, keyed by its node-id annotation.
-func (r *run) podsOf(ctx context.Context, ns, wf string) (map[string][]*webhook.FamilyPod, error) {
-	out := map[string][]*webhook.FamilyPod{}
+func (r *run) podsOf(ctx context.Context, ns, wf string) (map[string][]*rules.FamilyPod, error) {
+	out := map[string][]*rules.FamilyPod{}
 	cont := ""
 	for {
 		var list corev1.PodList
-		if err := r.c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf},
+		if err := r.c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf},
 			client.Limit(pageSize), client.Continue(cont)); err != nil {
 			return nil, explain("listing pods of workflow "+ns+"/"+wf, err)
 		}
 		for i := range list.Items {
-			if id := list.Items[i].Annotations[webhook.AnnotationNodeID]; id != "" {
+			if id := list.Items[i].Annotations[rules.AnnotationNodeID]; id != "" {
 				out[id] = append(out[id], familyPod(&list.Items[i]))
 			}
 		}
@@ -154,16 +154,16 @@ func (r *run) podsOf(ctx context.Context, ns, wf string) (map[string][]*webhook.
 }
 
 // familyPod reads what the diagnosis reads of a pod.
-func familyPod(pod *corev1.Pod) *webhook.FamilyPod {
-	p := &webhook.FamilyPod{Pod: webhook.PodFacts(pod), UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName,
-		Exits: map[string]webhook.ContainerExit{}}
+func familyPod(pod *corev1.Pod) *rules.FamilyPod {
+	p := &rules.FamilyPod{Pod: rules.PodFacts(pod), UID: string(pod.UID), ServiceAccount: pod.Spec.ServiceAccountName,
+		Exits: map[string]rules.ContainerExit{}}
 	for _, s := range pod.Status.ContainerStatuses {
 		if t := s.State.Terminated; t != nil {
-			p.Exits[s.Name] = webhook.ContainerExit{Code: t.ExitCode, Reason: t.Reason}
+			p.Exits[s.Name] = rules.ContainerExit{Code: t.ExitCode, Reason: t.Reason}
 		}
 	}
-	_, outputs := pod.Annotations[webhook.AnnotationOutputs]
-	_, completed := pod.Annotations[webhook.LabelReportOutputsCompleted]
+	_, outputs := pod.Annotations[rules.AnnotationOutputs]
+	_, completed := pod.Annotations[rules.LabelReportOutputsCompleted]
 	p.Fallback = outputs || completed
 	return p
 }

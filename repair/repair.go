@@ -22,22 +22,22 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // pageSize bounds each list request (workflows' metadata, pods, task results), so a cluster
 // with many is read in pages.
 const pageSize = 500
 
-// Verdicts of a row: the diagnosis's (webhook.Verdict), and the outcomes of --apply.
+// Verdicts of a row: the diagnosis's (rules.Verdict), and the outcomes of --apply.
 const (
-	VerdictRepair   = string(webhook.VerdictRepair) // safe; flipped or created with Apply, reported without
-	VerdictRepaired = "repaired"                    // flipped or created
-	VerdictWait     = string(webhook.VerdictWait)   // safe once a grace period has passed
-	VerdictManual   = string(webhook.VerdictManual) // the operator acts (RBAC, a lost pod, an upgrade)
-	VerdictSkip     = string(webhook.VerdictSkip)   // not safe, or cannot tell
-	VerdictOK       = string(webhook.VerdictOK)     // nothing holds the node (--workflow only)
-	VerdictError    = "error"                       // the write failed
+	VerdictRepair   = string(rules.VerdictRepair) // safe; flipped or created with Apply, reported without
+	VerdictRepaired = "repaired"                  // flipped or created
+	VerdictWait     = string(rules.VerdictWait)   // safe once a grace period has passed
+	VerdictManual   = string(rules.VerdictManual) // the operator acts (RBAC, a lost pod, an upgrade)
+	VerdictSkip     = string(rules.VerdictSkip)   // not safe, or cannot tell
+	VerdictOK       = string(rules.VerdictOK)     // nothing holds the node (--workflow only)
+	VerdictError    = "error"                     // the write failed
 )
 
 // Row is one node of a stuck workflow in the report (or, with Node "", the workflow itself).
@@ -51,7 +51,7 @@ type Row struct {
 	Pod string `json:"pod"`
 	// TaskResult is the task result's state: "true", "false", "no label" or "missing".
 	TaskResult string `json:"taskResult"`
-	// Cause is the cause of the family (webhook.Cause12985, webhook.CauseR1 … CauseR11, "?").
+	// Cause is the cause of the family (rules.Cause12985, rules.CauseR1 … CauseR11, "?").
 	Cause string `json:"cause"`
 	// Action is what the repair does: "flip" (the label), "create" (the task result), or "".
 	Action   string `json:"action"`
@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
 	}
-	r := &run{o: o, c: c, rights: map[string]webhook.ExecutorRights{}}
+	r := &run{o: o, c: c, rights: map[string]rules.ExecutorRights{}}
 	var rows []Row
 	var candidates []candidate
 	var explained *explanation
@@ -154,7 +154,7 @@ type run struct {
 	o Options
 	c client.Client
 	// rights are the executor accounts' rights the first pass asked, by namespace/account.
-	rights map[string]webhook.ExecutorRights
+	rights map[string]rules.ExecutorRights
 	// scanned and stuck count the workflows not completed listed, and those reported.
 	scanned, stuck int
 }
@@ -202,7 +202,7 @@ func (r *run) scan(ctx context.Context) ([]Row, []candidate, error) {
 // selector selects Workflows whose completed label is not "true" (absent or any other value),
 // and the user's selector.
 func (r *run) selector() (labels.Selector, error) {
-	notDone, err := labels.NewRequirement(webhook.LabelCompleted, selection.NotEquals, []string{"true"})
+	notDone, err := labels.NewRequirement(rules.LabelCompleted, selection.NotEquals, []string{"true"})
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func (r *run) scanNamespace(ctx context.Context, sel labels.Selector, ns string,
 		for i := range list.Items {
 			m := &list.Items[i]
 			scanned++
-			phase := m.Labels[webhook.LabelPhase]
+			phase := m.Labels[rules.LabelPhase]
 			switch {
 			case m.DeletionTimestamp != nil, phase == "Pending":
 				continue
@@ -282,7 +282,7 @@ func (r *run) scanNamespace(ctx context.Context, sel labels.Selector, ns string,
 // is neither Succeeded nor Failed, and returns the workflows (namespace/name) one of which has
 // not finished: those are not stuck. Only their names are kept.
 func (r *run) busyWorkflows(ctx context.Context, ns string) (map[string]bool, error) {
-	exists, err := labels.NewRequirement(webhook.LabelWorkflow, selection.Exists, nil)
+	exists, err := labels.NewRequirement(rules.LabelWorkflow, selection.Exists, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (r *run) busyWorkflows(ctx context.Context, ns string) (map[string]bool, er
 		}
 		for i := range list.Items {
 			if p := &list.Items[i]; !familyPod(p).Finished() {
-				busy[p.Namespace+"/"+p.Labels[webhook.LabelWorkflow]] = true
+				busy[p.Namespace+"/"+p.Labels[rules.LabelWorkflow]] = true
 			}
 		}
 		if cont = list.Continue; cont == "" {
@@ -337,9 +337,9 @@ func (r *run) explain(ctx context.Context) ([]Row, []candidate, *explanation, er
 }
 
 // record appends a workflow's findings as rows, and with Apply those found safe as candidates.
-func (r *run) record(g *gathered, d webhook.Diagnosis, rows []Row, candidates []candidate) ([]Row, []candidate) {
+func (r *run) record(g *gathered, d rules.Diagnosis, rows []Row, candidates []candidate) ([]Row, []candidate) {
 	for _, fd := range d.Findings {
-		if fd.Verdict == webhook.VerdictRepair && r.o.Apply {
+		if fd.Verdict == rules.VerdictRepair && r.o.Apply {
 			wf := g.facts.Workflow
 			candidates = append(candidates, candidate{row: len(rows), namespace: wf.Namespace, workflow: wf.Name,
 				node: fd.Node, action: fd.Action, facts: g.fingerprint(fd.Node)})
@@ -350,7 +350,7 @@ func (r *run) record(g *gathered, d webhook.Diagnosis, rows []Row, candidates []
 }
 
 // rowOf is a finding's row.
-func rowOf(wf webhook.FamilyWorkflow, fd webhook.Finding) Row {
+func rowOf(wf rules.FamilyWorkflow, fd rules.Finding) Row {
 	row := Row{Namespace: wf.Namespace, Workflow: wf.Name, WorkflowPhase: wf.Phase, Node: fd.Node, Pod: fd.Pod,
 		TaskResult: fd.TaskResult, Cause: fd.Cause, Action: fd.Action, Verdict: string(fd.Verdict), NextStep: fd.NextStep, Reason: fd.Reason}
 	if fd.Node == "" {
@@ -376,8 +376,8 @@ func explain(what string, err error) error {
 }
 
 // act flips or creates node c's task result as fd decided. It returns the API error, if any.
-func (r *run) act(ctx context.Context, c candidate, g *gathered, fd webhook.Finding) error {
-	if c.action == webhook.ActionCreate {
+func (r *run) act(ctx context.Context, c candidate, g *gathered, fd rules.Finding) error {
+	if c.action == rules.ActionCreate {
 		wf := g.facts.Workflow
 		tr := newTaskResult(c.namespace, c.node)
 		tr.SetLabels(fd.Decision.Set)
@@ -447,11 +447,11 @@ func (r *run) getWorkflow(ctx context.Context, ns, name string) (*unstructured.U
 // the Argo UI): reason TaskResultRepaired or TaskResultCreated, the rule, the cause and the
 // node. Written at once, since the command exits; a failure is reported on stderr and changes
 // nothing else (the repair itself succeeded).
-func (r *run) recordEvent(ctx context.Context, g *gathered, c candidate, fd webhook.Finding) {
+func (r *run) recordEvent(ctx context.Context, g *gathered, c candidate, fd rules.Finding) {
 	wf := g.facts.Workflow
-	reason := webhook.ReasonTaskResultRepaired
-	if c.action == webhook.ActionCreate {
-		reason = webhook.ReasonTaskResultCreated
+	reason := rules.ReasonTaskResultRepaired
+	if c.action == rules.ActionCreate {
+		reason = rules.ReasonTaskResultCreated
 	}
 	now := metav1.NewTime(r.o.Now())
 	event := &corev1.Event{
@@ -459,7 +459,7 @@ func (r *run) recordEvent(ctx context.Context, g *gathered, c candidate, fd webh
 		InvolvedObject: corev1.ObjectReference{APIVersion: workflowGVK.GroupVersion().String(), Kind: workflowGVK.Kind,
 			Namespace: wf.Namespace, Name: wf.Name, UID: types.UID(wf.UID)},
 		Reason:              reason,
-		Message:             fmt.Sprintf("argo-completion-repair (cause %s): %s", fd.Cause, webhook.EventMessage(fd.Decision, false, c.node)),
+		Message:             fmt.Sprintf("argo-completion-repair (cause %s): %s", fd.Cause, rules.EventMessage(fd.Decision, false, c.node)),
 		Type:                corev1.EventTypeNormal,
 		Source:              corev1.EventSource{Component: "argo-completion-repair"},
 		ReportingController: "argo-completion-repair",

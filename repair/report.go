@@ -7,13 +7,13 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // causeOrder is the order of the per-cause summary lines: the family doc's.
-var causeOrder = []string{webhook.Cause12985, webhook.CauseR1, webhook.CauseR2, webhook.CauseR3, webhook.CauseR4,
-	webhook.CauseR5, webhook.CauseR6, webhook.CauseR7, webhook.CauseR8, webhook.CauseR9, webhook.CauseR10,
-	webhook.CauseR11, webhook.CauseUnclear}
+var causeOrder = []string{rules.Cause12985, rules.CauseR1, rules.CauseR2, rules.CauseR3, rules.CauseR4,
+	rules.CauseR5, rules.CauseR6, rules.CauseR7, rules.CauseR8, rules.CauseR9, rules.CauseR10,
+	rules.CauseR11, rules.CauseUnclear}
 
 // write prints the report: a table, a summary line and one line per cause; or one JSON document.
 // With --workflow, a line about the workflow as a whole comes first.

@@ -8,27 +8,27 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // reportRows are three nodes of two stuck workflows: one repaired (#12985), one for the operator
 // (R2), one waiting (R4).
 var reportRows = []Row{
 	{Namespace: "argo", Workflow: "wf-a", WorkflowPhase: "Running", Node: "wf-a-1", Pod: "wf-a-1-pod", TaskResult: "true (flipped)",
-		Cause: webhook.Cause12985, Action: webhook.ActionFlip, Verdict: VerdictRepaired, NextStep: "repaired", Reason: "resource pod"},
+		Cause: rules.Cause12985, Action: rules.ActionFlip, Verdict: VerdictRepaired, NextStep: "repaired", Reason: "resource pod"},
 	{Namespace: "argo", Workflow: "wf-a", WorkflowPhase: "Running", Node: "wf-a-2", Pod: "wf-a-2-pod", TaskResult: "missing",
-		Cause: webhook.CauseR2, Verdict: VerdictManual, NextStep: "fix RBAC for argo/runner, then run repair", Reason: "may not create"},
+		Cause: rules.CauseR2, Verdict: VerdictManual, NextStep: "fix RBAC for argo/runner, then run repair", Reason: "may not create"},
 	{Namespace: "argo", Workflow: "wf-b", WorkflowPhase: "Running", Node: "wf-b-1", TaskResult: "false",
-		Cause: webhook.CauseR4, Action: webhook.ActionFlip, Verdict: VerdictWait, NextStep: "will repair after 9m0s", Reason: "pod gone"},
+		Cause: rules.CauseR4, Action: rules.ActionFlip, Verdict: VerdictWait, NextStep: "will repair after 9m0s", Reason: "pod gone"},
 }
 
 func TestSummarizeCountsEachCause(t *testing.T) {
 	sum := summarize(reportRows)
 	assert.Equal(t, Counts{Rows: 3, Repaired: 1, Wait: 1, Manual: 1}, sum.Counts)
 	assert.Equal(t, map[string]Counts{
-		webhook.Cause12985: {Rows: 1, Repaired: 1},
-		webhook.CauseR2:    {Rows: 1, Manual: 1},
-		webhook.CauseR4:    {Rows: 1, Wait: 1},
+		rules.Cause12985: {Rows: 1, Repaired: 1},
+		rules.CauseR2:    {Rows: 1, Manual: 1},
+		rules.CauseR4:    {Rows: 1, Wait: 1},
 	}, sum.Causes)
 }
 

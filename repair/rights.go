@@ -7,7 +7,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // executorVerbs are what Argo's executor Role grants on workflowtaskresults
@@ -21,12 +21,12 @@ var executorVerbs = []string{"create", "patch"}
 // answer is the authorizer's, whatever grants it (RoleBindings to the account or to its groups).
 // Answers are kept for the rest of the first pass (one per account, few); fresh asks again. A
 // review that cannot be made leaves the rights unknown, with the reason, and never fails the run.
-func (r *run) rightsOf(ctx context.Context, ns, sa string, fresh bool) webhook.ExecutorRights {
+func (r *run) rightsOf(ctx context.Context, ns, sa string, fresh bool) rules.ExecutorRights {
 	key := ns + "/" + sa
 	if got, ok := r.rights[key]; ok && !fresh {
 		return got
 	}
-	var out webhook.ExecutorRights
+	var out rules.ExecutorRights
 	for _, verb := range executorVerbs {
 		review := &authorizationv1.LocalSubjectAccessReview{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns},
@@ -42,7 +42,7 @@ func (r *run) rightsOf(ctx context.Context, ns, sa string, fresh bool) webhook.E
 			if apierrors.IsForbidden(err) {
 				reason = "the repair may not create localsubjectaccessreviews in " + ns + " (deploy/base/repair-cronjob.yaml grants it)"
 			}
-			out = webhook.ExecutorRights{Error: reason}
+			out = rules.ExecutorRights{Error: reason}
 			break
 		}
 		switch verb {

@@ -17,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // benchNode is one realistic status.nodes entry of a Pod node (~600 bytes): what the controller
@@ -42,8 +44,8 @@ const benchIncomplete = "fanout-x7k2p-1000000000"
 // the outputs its node carries, so B2 compares them and completes the workflow.
 func benchTaskResults() *taskResultTable {
 	out, _ := json.Marshal(benchNode("fanout-x7k2p", 0)["outputs"])
-	return &taskResultTable{results: map[string]*StoredTaskResult{"argo/" + benchIncomplete: {
-		Labels: map[string]string{LabelWorkflow: "fanout-x7k2p", LabelReportOutputsCompleted: "false"}, Outputs: out}}}
+	return &taskResultTable{results: map[string]*rules.StoredTaskResult{"argo/" + benchIncomplete: {
+		Labels: map[string]string{rules.LabelWorkflow: "fanout-x7k2p", rules.LabelReportOutputsCompleted: "false"}, Outputs: out}}}
 }
 
 // benchWorkflow builds a Workflow with n Pod nodes (plus the root), in the v3.5.4 stuck shape
@@ -80,7 +82,7 @@ func benchWorkflow(n int, stuck, compressed bool) map[string]any {
 	return map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": wf, "namespace": "argo", "uid": "6c14e28b-1c31-4bd5-a10b-f4799971448f", "resourceVersion": "123456",
-			"labels":      map[string]any{LabelCompleted: "false", LabelPhase: phase, "workflows.argoproj.io/creator": "system-serviceaccount-argo-argo"},
+			"labels":      map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: phase, "workflows.argoproj.io/creator": "system-serviceaccount-argo-argo"},
 			"annotations": map[string]any{"workflows.argoproj.io/pod-name-format": "v2"}},
 		"spec":   map[string]any{"entrypoint": "main", "arguments": map[string]any{}, "templates": []any{map[string]any{"name": "main", "steps": []any{}}}},
 		"status": status,
@@ -111,7 +113,7 @@ type benchCase struct {
 }
 
 func benchCases() []benchCase {
-	tr := taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"})
+	tr := taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"})
 	params := []any{}
 	for i := range 40 {
 		params = append(params, map[string]any{"name": fmt.Sprintf("param-%d", i), "value": fmt.Sprintf("value-%d-%0100d", i, i)})
@@ -143,9 +145,9 @@ func typicalHandler() http.Handler {
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		key := LabelCompleted
+		key := rules.LabelCompleted
 		if req.Kind.Kind == "WorkflowTaskResult" {
-			key = LabelReportOutputsCompleted
+			key = rules.LabelReportOutputsCompleted
 		}
 		labels[key] = "true"
 		obj.SetLabels(labels)
@@ -161,8 +163,8 @@ func typicalHandler() http.Handler {
 // bytes three ways: floor (json.Valid over the body: any reader that looks at every byte pays at
 // least this), typical (typicalHandler) and ours (the real handler). Run by `make bench`.
 func BenchmarkReview(b *testing.B) {
-	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
-	opts := HandlerOptions{Pods: pods, TaskResults: benchTaskResults(), Log: logr.Discard(), Workflow: WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
+	pods := &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	opts := HandlerOptions{Pods: pods, TaskResults: benchTaskResults(), Log: logr.Discard(), Workflow: rules.WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
 	ours := map[string]http.Handler{TaskResultPath: NewTaskResultHandler(opts), WorkflowPath: NewWorkflowHandler(opts)}
 	// The same handlers with Events on, through client-go's real broadcaster into a sink that
 	// counts: what recording adds to the request path (the send happens on another goroutine).
@@ -208,8 +210,8 @@ func BenchmarkReview(b *testing.B) {
 // TestBenchCasesDecideAsIntended pins what each benchmark measures: the stuck shapes get the full
 // B2 patch, the labels-only shape none, the task result A1.
 func TestBenchCasesDecideAsIntended(t *testing.T) {
-	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
-	opts := HandlerOptions{Pods: pods, TaskResults: benchTaskResults(), Log: logr.Discard(), Workflow: WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
+	pods := &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	opts := HandlerOptions{Pods: pods, TaskResults: benchTaskResults(), Log: logr.Discard(), Workflow: rules.WorkflowConfig{ControllerUsernames: []string{controllerSA}}}
 	for _, bc := range benchCases() {
 		t.Run(bc.name, func(t *testing.T) {
 			h := NewWorkflowHandler(opts)

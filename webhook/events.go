@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,6 +10,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/flowcontrol"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // WorkflowRef names the Workflow an Event is about.
@@ -25,53 +25,7 @@ type WorkflowRef struct {
 // `kubectl describe workflow` and the Argo UI show why a workflow completed.
 type Recorder interface {
 	// Record reports decision d (which mutates) about wf; audit says it was not applied.
-	Record(wf WorkflowRef, d Decision, audit bool, nodeID string)
-}
-
-// Event reasons, one per action. Audit mode prefixes "Would".
-const (
-	ReasonTaskResultCompleted = "TaskResultCompleted" // A1, A1b: the webhook set the label
-	ReasonWorkflowCompleted   = "WorkflowCompleted"   // B2
-	ReasonTaskResultRepaired  = "TaskResultRepaired"  // A3: the repair command set the label
-	ReasonTaskResultCreated   = "TaskResultCreated"   // the repair command created a missing one
-)
-
-// EventReason returns the Event reason of a mutating decision.
-func EventReason(d Decision, audit bool) string {
-	reason := ReasonTaskResultCompleted
-	switch d.Rule {
-	case "B2":
-		reason = ReasonWorkflowCompleted
-	case "A3":
-		reason = ReasonTaskResultRepaired
-	}
-	if audit {
-		return "Would" + reason
-	}
-	return reason
-}
-
-// EventMessage returns the Event message of a mutating decision: the rule, the node and what was
-// set, and the rule's reason.
-func EventMessage(d Decision, audit bool, nodeID string) string {
-	keys := make([]string, 0, len(d.Set))
-	for k := range d.Set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	set := make([]string, 0, len(keys))
-	for _, k := range keys {
-		set = append(set, k+"="+d.Set[k])
-	}
-	verb := "set"
-	if audit {
-		verb = "would set (audit mode)"
-	}
-	target := "task result " + nodeID
-	if d.Rule == "B2" && d.Status != nil {
-		target = "the workflow (task results " + strings.Join(d.Status.CompleteTaskResults, ", ") + " marked complete)"
-	}
-	return fmt.Sprintf("argo-completion-webhook rule %s %s %s on %s: %s", d.Rule, verb, strings.Join(set, ","), target, d.Reason)
+	Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string)
 }
 
 // Event rate: a token bucket in front of the broadcaster's queue, so a flood of mutations (every
@@ -111,14 +65,14 @@ func newEventRecorder(sink record.EventSink, component string) *EventRecorder {
 }
 
 // Record implements Recorder.
-func (e *EventRecorder) Record(wf WorkflowRef, d Decision, audit bool, nodeID string) {
+func (e *EventRecorder) Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string) {
 	if !e.limit.TryAccept() {
 		eventsTotal.WithLabelValues("dropped").Inc()
 		return
 	}
 	eventsTotal.WithLabelValues("queued").Inc()
 	ref := &corev1.ObjectReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Namespace: wf.Namespace, Name: wf.Name, UID: types.UID(wf.UID)}
-	e.recorder.Event(ref, corev1.EventTypeNormal, EventReason(d, audit), EventMessage(d, audit, nodeID))
+	e.recorder.Event(ref, corev1.EventTypeNormal, rules.EventReason(d, audit), rules.EventMessage(d, audit, nodeID))
 }
 
 // Shutdown stops the broadcaster; events still queued may be dropped.

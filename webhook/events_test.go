@@ -8,6 +8,8 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // eventLog is a Recorder that keeps what it is given.
@@ -16,10 +18,10 @@ type eventLog struct {
 	events []string
 }
 
-func (e *eventLog) Record(wf WorkflowRef, d Decision, audit bool, nodeID string) {
+func (e *eventLog) Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.events = append(e.events, wf.Namespace+"/"+wf.Name+"/"+wf.UID+" "+EventReason(d, audit)+": "+EventMessage(d, audit, nodeID))
+	e.events = append(e.events, wf.Namespace+"/"+wf.Name+"/"+wf.UID+" "+rules.EventReason(d, audit)+": "+rules.EventMessage(d, audit, nodeID))
 }
 
 func (e *eventLog) all() []string {
@@ -30,8 +32,8 @@ func (e *eventLog) all() []string {
 
 func TestHandlersRecordAnEventOnTheWorkflowForEachMutation(t *testing.T) {
 	trBody := func(mods ...func(map[string]any)) []byte {
-		return reviewJSON(t, "WorkflowTaskResult", opCreate,
-			taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil, mods...)
+		return reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+			taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil, mods...)
 	}
 	cases := map[string]struct {
 		workflow bool
@@ -51,12 +53,12 @@ func TestHandlersRecordAnEventOnTheWorkflowForEachMutation(t *testing.T) {
 			body: trBody(func(r map[string]any) { r["dryRun"] = true }),
 		},
 		"B2 records WorkflowCompleted": {
-			workflow: true, body: reviewJSON(t, "Workflow", opUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil)),
+			workflow: true, body: reviewJSON(t, "Workflow", rules.OperationUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil)),
 			want: []string{"argo/wf/ WorkflowCompleted: argo-completion-webhook rule B2 set workflows.argoproj.io/completed=true on the workflow (task results wf-3571860313 marked complete): phase Succeeded held incomplete only by 1 finished task result(s) whose outputs the nodes carry"},
 		},
 		"no mutation, no event": {
-			body: reviewJSON(t, "WorkflowTaskResult", opCreate,
-				taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "true"}), nil),
+			body: reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+				taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "true"}), nil),
 		},
 	}
 	for name, tc := range cases {

@@ -11,6 +11,8 @@ import (
 	jsonpatch5 "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // fuzzSeeds are the committed seed corpus: valid reviews of every shape the rules act on, and
@@ -38,12 +40,12 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		delete(status(wf), "nodes")
 	})
 	return [][]byte{
-		valid("WorkflowTaskResult", opCreate, taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil),
-		valid("WorkflowTaskResult", opCreate, taskResultObject12985(map[string]any{LabelWorkflow: "wf"}), nil),
-		valid("WorkflowTaskResult", opUpdate, taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false", "a~b/c": "x"}), map[string]any{"metadata": map[string]any{}}),
-		valid("Workflow", opUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil)),
-		valid("Workflow", opUpdate, compressed, nil),
-		valid("Workflow", opUpdate, stuckWorkflowObject(func(wf map[string]any) { delete(status(wf), "conditions") }), nil),
+		valid("WorkflowTaskResult", rules.OperationCreate, taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil),
+		valid("WorkflowTaskResult", rules.OperationCreate, taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf"}), nil),
+		valid("WorkflowTaskResult", rules.OperationUpdate, taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false", "a~b/c": "x"}), map[string]any{"metadata": map[string]any{}}),
+		valid("Workflow", rules.OperationUpdate, stuckWorkflowObject(nil), stuckWorkflowObject(nil)),
+		valid("Workflow", rules.OperationUpdate, compressed, nil),
+		valid("Workflow", rules.OperationUpdate, stuckWorkflowObject(func(wf map[string]any) { delete(status(wf), "conditions") }), nil),
 		[]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{"metadata":{"labels":null},"outputs":null}}}`),
 		[]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v"}}`),
 		[]byte(`{"a":[1,2,{"b":"\"\\"}]}`),
@@ -94,9 +96,9 @@ func checkResponse(t *testing.T, h http.Handler, body []byte, depth int) {
 	for _, op := range ops {
 		path, _ := op["path"].(string)
 		allowed := path == "/metadata/labels" ||
-			path == "/metadata/labels/"+escapePointer(LabelReportOutputsCompleted) ||
-			path == "/metadata/labels/"+escapePointer(LabelCompleted) ||
-			path == "/metadata/labels/"+escapePointer(LabelArchivingStatus) ||
+			path == "/metadata/labels/"+escapePointer(rules.LabelReportOutputsCompleted) ||
+			path == "/metadata/labels/"+escapePointer(rules.LabelCompleted) ||
+			path == "/metadata/labels/"+escapePointer(rules.LabelArchivingStatus) ||
 			path == "/status/finishedAt" || strings.HasPrefix(path, "/status/conditions") ||
 			strings.HasPrefix(path, "/status/taskResultsCompletionStatus/")
 		if !allowed || (op["op"] != "add" && op["op"] != "replace") {
@@ -159,7 +161,7 @@ func checkResponse(t *testing.T, h http.Handler, body []byte, depth int) {
 }
 
 func fuzzHandlers() (http.Handler, http.Handler) {
-	pods := &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	pods := &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": resourcePod()}}
 	opts := HandlerOptions{Pods: pods, Log: logr.Discard()}
 	return NewTaskResultHandler(opts), NewWorkflowHandler(HandlerOptions{Pods: &podTable{}, TaskResults: storedTaskResult12985(), Log: logr.Discard()})
 }

@@ -15,6 +15,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // Mode says whether decisions are applied.
@@ -37,7 +39,7 @@ const (
 type PodLookup interface {
 	// PodForNode returns the pod of workflow wf in namespace whose node-id annotation is nodeID,
 	// or nil and no error when there is none.
-	PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*Pod, error)
+	PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*rules.Pod, error)
 }
 
 // HandlerOptions configure the admission handlers.
@@ -49,7 +51,7 @@ type HandlerOptions struct {
 	// TaskResults reads the incomplete entries' task results for rule B2; nil makes B2 decline.
 	TaskResults TaskResultReader
 	// Workflow configures rule B2.
-	Workflow WorkflowConfig
+	Workflow rules.WorkflowConfig
 	// Now is the clock of rule B2's grace; nil means time.Now.
 	Now func() time.Time
 	// Events, when set, gets every mutating decision (or, in audit mode, every one it would
@@ -84,7 +86,7 @@ type handler struct {
 
 // outcome is a decision with the operations that apply it, and what its Event is about.
 type outcome struct {
-	Decision
+	rules.Decision
 	ops      []jsonpatch.Operation
 	workflow WorkflowRef
 	nodeID   string
@@ -179,16 +181,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pod-independent checks pass, and decides.
 func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (outcome, error) {
 	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "WorkflowTaskResult" {
-		return outcome{Decision: noDecision("not a WorkflowTaskResult: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+		return outcome{Decision: rules.NoDecision("not a WorkflowTaskResult: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
 	}
-	if req.Operation != opCreate && req.Operation != opUpdate {
-		return outcome{Decision: noDecision("operation " + req.Operation + " is never mutated")}, nil
+	if req.Operation != rules.OperationCreate && req.Operation != rules.OperationUpdate {
+		return outcome{Decision: rules.NoDecision("operation " + req.Operation + " is never mutated")}, nil
 	}
 	tr, labels, err := readTaskResult(req)
 	if err != nil {
 		return outcome{}, err
 	}
-	if d, ok := PrecheckTaskResult(tr); !ok {
+	if d, ok := rules.PrecheckTaskResult(tr); !ok {
 		return outcome{Decision: d}, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.opts.LookupTimeout)
@@ -197,7 +199,7 @@ func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (out
 	if err != nil {
 		return h.lookupFailed(req, tr.Name, "pod", err), nil
 	}
-	d := DecideTaskResult(tr, pod)
+	d := rules.DecideTaskResult(tr, pod)
 	return outcome{Decision: d, ops: labelOperations(labels, d.Set),
 		workflow: WorkflowRef{Namespace: req.Namespace, Name: tr.Workflow(), UID: tr.OwnerWorkflowUID}, nodeID: tr.Name}, nil
 }
@@ -206,18 +208,18 @@ func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (out
 // at the first stage that decides.
 func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outcome, error) {
 	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "Workflow" {
-		return outcome{Decision: noDecision("not a Workflow: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+		return outcome{Decision: rules.NoDecision("not a Workflow: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
 	}
-	if req.Operation != opUpdate {
-		return outcome{Decision: noDecision("operation " + req.Operation + " is never mutated")}, nil
+	if req.Operation != rules.OperationUpdate {
+		return outcome{Decision: rules.NoDecision("operation " + req.Operation + " is never mutated")}, nil
 	}
 	head, err := readWorkflowHead(req.Object)
 	if err != nil {
 		return outcome{}, fmt.Errorf("request.object is not a Workflow: %w", err)
 	}
-	wf := Workflow{Operation: req.Operation, Username: req.UserInfo.Username, UID: head.UID, Labels: head.Labels, Finalizers: head.Finalizers}
+	wf := rules.Workflow{Operation: req.Operation, Username: req.UserInfo.Username, UID: head.UID, Labels: head.Labels, Finalizers: head.Finalizers}
 	cfg := h.opts.Workflow
-	if d, ok := PrecheckWorkflowLabels(wf, cfg); !ok {
+	if d, ok := rules.PrecheckWorkflowLabels(wf, cfg); !ok {
 		return outcome{Decision: d}, nil
 	}
 	st, err := readWorkflowStatus(head.Status, &wf)
@@ -227,13 +229,13 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if wf.NodesUnreadable != "" {
 		h.opts.Log.Info("cannot read workflow nodes; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "why", wf.NodesUnreadable)
 	}
-	d, incomplete, ok := PrecheckWorkflow(wf, cfg)
+	d, incomplete, ok := rules.PrecheckWorkflow(wf, cfg)
 	if !ok {
 		return outcome{Decision: d}, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.opts.LookupTimeout)
 	defer cancel()
-	facts := WorkflowFacts{Now: h.opts.Now(), Pods: make(map[string]*Pod, len(incomplete)), TaskResults: make(map[string]*StoredTaskResult, len(incomplete))}
+	facts := rules.WorkflowFacts{Now: h.opts.Now(), Pods: make(map[string]*rules.Pod, len(incomplete)), TaskResults: make(map[string]*rules.StoredTaskResult, len(incomplete))}
 	for _, id := range incomplete {
 		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Name, id)
 		if err != nil {
@@ -241,13 +243,13 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 		}
 		facts.Pods[id] = pod
 	}
-	if d, ok := CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
+	if d, ok := rules.CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
 		return outcome{Decision: d}, nil
 	}
 	// Only now, with every executor long terminated, read the task results themselves: the
 	// API server may hold outputs the controller has not merged into the nodes yet.
 	if h.opts.TaskResults == nil {
-		return outcome{Decision: noDecision("no task-result reader configured")}, nil
+		return outcome{Decision: rules.NoDecision("no task-result reader configured")}, nil
 	}
 	if facts.Listed, err = h.opts.TaskResults.TaskResultNames(lctx, req.Namespace, head.Name); err != nil {
 		return h.lookupFailed(req, "", "task-result list", err), nil
@@ -259,7 +261,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 		}
 		facts.TaskResults[id] = tr
 	}
-	d = DecideWorkflow(wf, cfg, facts)
+	d = rules.DecideWorkflow(wf, cfg, facts)
 	if !d.Mutates() {
 		return outcome{Decision: d}, nil
 	}
@@ -272,11 +274,11 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 func (h *handler) lookupFailed(req *reviewRequest, nodeID, what string, err error) outcome {
 	if errors.Is(err, ErrNamespaceNotWatched) {
 		// Configured scope (--namespaces), not a failure: no error line, no error count.
-		return outcome{Decision: noDecision("namespace not watched (--namespaces)")}
+		return outcome{Decision: rules.NoDecision("namespace not watched (--namespaces)")}
 	}
 	lookupErrorsTotal.Inc()
 	h.opts.Log.Error(err, what+" lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", nodeID)
-	return outcome{Decision: noDecision(what + " lookup failed: " + err.Error())}
+	return outcome{Decision: rules.NoDecision(what + " lookup failed: " + err.Error())}
 }
 
 // fail answers with an HTTP error status and an AdmissionReview whose result says what was wrong.

@@ -22,19 +22,34 @@ import (
 	"github.com/stretchr/testify/require"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
+
+// controllerSA is the workflow controller's user, as in the rules' tests.
+const controllerSA = "system:serviceaccount:argo:argo"
+
+// resourcePod is the pod of a resource or data template: main only.
+func resourcePod() *rules.Pod {
+	return &rules.Pod{Name: "wf-main-3571860313", WorkflowUID: "uid-1", Containers: []rules.Container{{Name: "main"}}}
+}
+
+// waitPod is the pod of a container template: main and wait.
+func waitPod() *rules.Pod {
+	return &rules.Pod{Name: "wf-main-3571860313", WorkflowUID: "uid-1", Containers: []rules.Container{{Name: "wait"}, {Name: "main"}}}
+}
 
 // podTable is a PodLookup over a fixed set of pods keyed by namespace/workflow/nodeID. It is
 // safe for concurrent use (the TLS server and load tests serve it from many connections); read
 // calls once the requests have been answered.
 type podTable struct {
-	pods  map[string]*Pod
+	pods  map[string]*rules.Pod
 	err   error
 	mu    sync.Mutex
 	calls int
 }
 
-func (p *podTable) PodForNode(_ context.Context, namespace, workflow, nodeID string) (*Pod, error) {
+func (p *podTable) PodForNode(_ context.Context, namespace, workflow, nodeID string) (*rules.Pod, error) {
 	p.mu.Lock()
 	p.calls++
 	p.mu.Unlock()
@@ -46,7 +61,7 @@ func (p *podTable) PodForNode(_ context.Context, namespace, workflow, nodeID str
 
 // taskResultTable is a TaskResultReader over a fixed table keyed namespace/name; it counts reads.
 type taskResultTable struct {
-	results map[string]*StoredTaskResult
+	results map[string]*rules.StoredTaskResult
 	err     error
 	mu      sync.Mutex
 	calls   int // gets
@@ -63,14 +78,14 @@ func (r *taskResultTable) TaskResultNames(_ context.Context, namespace, workflow
 	}
 	names := []string{}
 	for key, tr := range r.results {
-		if ns, name, _ := strings.Cut(key, "/"); ns == namespace && tr != nil && tr.Labels[LabelWorkflow] == workflow {
+		if ns, name, _ := strings.Cut(key, "/"); ns == namespace && tr != nil && tr.Labels[rules.LabelWorkflow] == workflow {
 			names = append(names, name)
 		}
 	}
 	return names, nil
 }
 
-func (r *taskResultTable) StoredTaskResult(_ context.Context, namespace, name string) (*StoredTaskResult, error) {
+func (r *taskResultTable) StoredTaskResult(_ context.Context, namespace, name string) (*rules.StoredTaskResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
@@ -83,8 +98,8 @@ func (r *taskResultTable) StoredTaskResult(_ context.Context, namespace, name st
 // storedTaskResult12985 is the incomplete task result of stuckWorkflowObject as the API server
 // holds it: "false", with the outputs its node already carries.
 func storedTaskResult12985() *taskResultTable {
-	return &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
-		Labels:  map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"},
+	return &taskResultTable{results: map[string]*rules.StoredTaskResult{"argo/wf-3571860313": {
+		Labels:  map[string]string{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"},
 		Outputs: json.RawMessage(`{"exitCode":"0"}`),
 	}}}
 }
@@ -159,7 +174,7 @@ func patchOf(t *testing.T, resp *admissionv1.AdmissionResponse) []jsonpatch.Oper
 }
 
 func resourcePods() *podTable {
-	return &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": resourcePod()}}
+	return &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": resourcePod()}}
 }
 
 func TestTaskResultHandlerPatches(t *testing.T) {
@@ -174,72 +189,72 @@ func TestTaskResultHandlerPatches(t *testing.T) {
 		wantLook int
 	}{
 		"replaces the label on the #12985 create": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			pods:   resourcePods(), wantLook: 1,
 			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
 		},
 		"adds the label when an old executor never set it": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf"}),
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf"}),
 			pods:   resourcePods(), wantLook: 1,
 			want: []jsonpatch.Operation{{Operation: "add", Path: rocPath, Value: "true"}},
 		},
 		"patches the outputs merge patch of a placeholder, with oldObject": {
-			op:     opUpdate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationUpdate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			old: map[string]any{"metadata": map[string]any{"name": "wf-3571860313",
-				"labels": map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}}},
+				"labels": map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}}},
 			pods: resourcePods(), wantLook: 1,
 			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
 		},
 		"keeps labels whose keys hold ~ and / untouched and escapes nothing else": {
-			op: opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false",
+			op: rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false",
 				"example.com/a~b": "x"}),
 			pods: resourcePods(), wantLook: 1,
 			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
 		},
 		"patches the same on a dry-run request": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			mods:   []func(map[string]any){func(r map[string]any) { r["dryRun"] = true }},
 			pods:   resourcePods(), wantLook: 1,
 			want: []jsonpatch.Operation{{Operation: "replace", Path: rocPath, Value: "true"}},
 		},
 		"does not patch a progress-only update and looks nothing up": {
-			op:     opUpdate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
-			old:    taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationUpdate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
+			old:    taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			pods:   resourcePods(), wantLook: 0,
 		},
 		"does not patch an object without labels": {
-			op:     opCreate,
+			op:     rules.OperationCreate,
 			object: taskResultObject12985(nil),
 			pods:   resourcePods(), wantLook: 0,
 		},
 		"does not patch a wait-container pod's result": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
-			pods:   &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": waitPod()}}, wantLook: 1,
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
+			pods:   &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": waitPod()}}, wantLook: 1,
 		},
 		"does not patch when the writer's token names another pod": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			mods: []func(map[string]any){func(r map[string]any) {
 				r["userInfo"] = map[string]any{"username": "system:serviceaccount:argo:default",
-					"extra": map[string]any{ExtraPodName: []string{"other-wf-main-1"}}}
+					"extra": map[string]any{rules.ExtraPodName: []string{"other-wf-main-1"}}}
 			}},
 			pods: resourcePods(), wantLook: 1,
 		},
 		"does not patch DELETE": {
 			op:   "DELETE",
-			old:  taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			old:  taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			pods: resourcePods(), wantLook: 0,
 		},
 		"does not patch when the pod lookup fails": {
-			op:     opCreate,
-			object: taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}),
+			op:     rules.OperationCreate,
+			object: taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}),
 			pods:   &podTable{err: errors.New("context deadline exceeded")}, wantLook: 1,
 		},
 	}
@@ -258,8 +273,8 @@ func TestTaskResultHandlerPatches(t *testing.T) {
 func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
 	before := testutil.ToFloat64(lookupErrorsTotal)
 	h := NewTaskResultHandler(HandlerOptions{Pods: &podTable{err: errors.New("boom")}, Log: testr.New(t)})
-	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
 	assert.Equal(t, before+1, testutil.ToFloat64(lookupErrorsTotal))
 }
@@ -267,8 +282,8 @@ func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
 func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
 	before := testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit"))
 	h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Mode: ModeAudit, Log: testr.New(t)})
-	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
 	require.Len(t, resp.Warnings, 1)
 	assert.Contains(t, resp.Warnings[0], "would set /metadata/labels/workflows.argoproj.io~1report-outputs-completed=\"true\"")
@@ -279,21 +294,21 @@ func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
 func TestHandlerAllowsOtherKindsUnpatched(t *testing.T) {
 	pods := resourcePods()
 	tr := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
-	code, resp := serveReview(t, tr, reviewJSON(t, "Workflow", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	code, resp := serveReview(t, tr, reviewJSON(t, "Workflow", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Nil(t, resp.Patch)
 	assert.Zero(t, pods.calls)
 
 	wf := NewWorkflowHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
-	code, resp = serveReview(t, wf, reviewJSON(t, "WorkflowTaskResult", opUpdate, stuckWorkflowObject(nil), nil))
+	code, resp = serveReview(t, wf, reviewJSON(t, "WorkflowTaskResult", rules.OperationUpdate, stuckWorkflowObject(nil), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Nil(t, resp.Patch)
 }
 
 func TestHandlerRejectsMalformedReviews(t *testing.T) {
-	valid := reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)
+	valid := reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil)
 	cases := map[string]struct {
 		body    []byte
 		code    int
@@ -334,7 +349,7 @@ func stuckWorkflowObject(mod func(wf map[string]any)) map[string]any {
 		"metadata": map[string]any{
 			"name":      "wf",
 			"namespace": "argo",
-			"labels":    map[string]any{LabelCompleted: "false", LabelPhase: "Succeeded"},
+			"labels":    map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: "Succeeded"},
 		},
 		"spec": map[string]any{"entrypoint": "main"},
 		"status": map[string]any{
@@ -390,9 +405,9 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		},
 		"does not patch while a task result has no entry in the completion map": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
-			trs: &taskResultTable{results: map[string]*StoredTaskResult{
-				"argo/wf-3571860313": {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)},
-				"argo/wf-999":        {Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"result":"x"}`)}}},
+			trs: &taskResultTable{results: map[string]*rules.StoredTaskResult{
+				"argo/wf-3571860313": {Labels: map[string]string{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)},
+				"argo/wf-999":        {Labels: map[string]string{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"result":"x"}`)}}},
 		},
 		"does not patch a workflow with the artifact-gc finalizer": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
@@ -402,24 +417,24 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		},
 		"does not patch while the stored task result holds outputs its node lacks": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
-			trs: &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
-				Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0","result":"late"}`)}}},
+			trs: &taskResultTable{results: map[string]*rules.StoredTaskResult{"argo/wf-3571860313": {
+				Labels: map[string]string{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}, Outputs: json.RawMessage(`{"exitCode":"0","result":"late"}`)}}},
 		},
 		"does not patch while the stored task result is already complete": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
-			trs: &taskResultTable{results: map[string]*StoredTaskResult{"argo/wf-3571860313": {
-				Labels: map[string]string{LabelWorkflow: "wf", LabelReportOutputsCompleted: "true"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)}}},
+			trs: &taskResultTable{results: map[string]*rules.StoredTaskResult{"argo/wf-3571860313": {
+				Labels: map[string]string{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "true"}, Outputs: json.RawMessage(`{"exitCode":"0"}`)}}},
 		},
 		"does not patch when the task result cannot be read": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, trs: &taskResultTable{err: errors.New("timeout")}, wantLook: 1,
 		},
 		"does not patch and reads no task result within the grace": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1,
-			opts: HandlerOptions{Workflow: WorkflowConfig{Grace: 2 * time.Minute},
+			opts: HandlerOptions{Workflow: rules.WorkflowConfig{Grace: 2 * time.Minute},
 				Now: func() time.Time { return time.Date(2024, 4, 26, 10, 51, 0, 0, time.UTC) }},
 		},
 		"does not patch and reads nothing when B2 is turned off": {
-			object: stuckWorkflowObject(nil), pods: &podTable{}, opts: HandlerOptions{Workflow: WorkflowConfig{Disabled: true}},
+			object: stuckWorkflowObject(nil), pods: &podTable{}, opts: HandlerOptions{Workflow: rules.WorkflowConfig{Disabled: true}},
 		},
 		"completes the stuck shape stored as compressedNodes": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
@@ -456,14 +471,14 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		},
 		"adds the archive label when the controller archives": {
 			object: stuckWorkflowObject(nil), pods: &podTable{}, wantLook: 1, wantRead: 1,
-			opts: HandlerOptions{Workflow: WorkflowConfig{Archive: true}},
+			opts: HandlerOptions{Workflow: rules.WorkflowConfig{Archive: true}},
 			want: append([]jsonpatch.Operation{
 				{Operation: "add", Path: "/metadata/labels/workflows.argoproj.io~1workflow-archiving-status", Value: "Pending"},
 			}, b2...),
 		},
 		"does not patch when the pod's executor still runs": {
 			object: stuckWorkflowObject(nil), wantLook: 1,
-			pods: &podTable{pods: map[string]*Pod{"argo/wf/wf-3571860313": {Name: "wf-main-3571860313", Containers: []Container{{Name: "main"}}}}},
+			pods: &podTable{pods: map[string]*rules.Pod{"argo/wf/wf-3571860313": {Name: "wf-main-3571860313", Containers: []rules.Container{{Name: "main"}}}}},
 		},
 		"does not patch and reads no pods when nodes are offloaded": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
@@ -488,14 +503,14 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 		},
 		"does not patch a Running workflow and reads only its labels": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
-				wf["metadata"].(map[string]any)["labels"] = map[string]any{LabelCompleted: "false", LabelPhase: "Running"}
+				wf["metadata"].(map[string]any)["labels"] = map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: "Running"}
 				wf["status"] = "not even an object: status is never read"
 			}),
 			pods: &podTable{},
 		},
 		"does not re-add a completed label that a retry removes": {
 			object: stuckWorkflowObject(func(wf map[string]any) {
-				wf["metadata"].(map[string]any)["labels"] = map[string]any{LabelPhase: "Running"}
+				wf["metadata"].(map[string]any)["labels"] = map[string]any{rules.LabelPhase: "Running"}
 				status(wf)["phase"] = "Running"
 			}),
 			pods: &podTable{},
@@ -513,7 +528,7 @@ func TestWorkflowHandlerPatches(t *testing.T) {
 			if tc.wantRead > 0 {
 				wantList = 1
 			}
-			code, resp := serveReview(t, h, reviewJSON(t, "Workflow", opUpdate, tc.object, old))
+			code, resp := serveReview(t, h, reviewJSON(t, "Workflow", rules.OperationUpdate, tc.object, old))
 			assert.Equal(t, http.StatusOK, code)
 			want := tc.want
 			// JSON round trip of expected values, so maps and slices compare as decoded JSON.
@@ -545,9 +560,9 @@ func TestWorkflowHandlerBoundsGzipBombs(t *testing.T) {
 }
 
 func TestLabelOperationsAddsWholeMapWhenLabelsAbsent(t *testing.T) {
-	ops := labelOperations(nil, map[string]string{LabelReportOutputsCompleted: "true"})
+	ops := labelOperations(nil, map[string]string{rules.LabelReportOutputsCompleted: "true"})
 	assert.Equal(t, []jsonpatch.Operation{{Operation: "add", Path: "/metadata/labels",
-		Value: map[string]string{LabelReportOutputsCompleted: "true"}}}, ops)
+		Value: map[string]string{rules.LabelReportOutputsCompleted: "true"}}}, ops)
 }
 
 func TestEscapePointer(t *testing.T) {
@@ -562,8 +577,8 @@ func TestHandlersDecideUnwatchedNamespacesWithoutAnError(t *testing.T) {
 	errs := testutil.ToFloat64(lookupErrorsTotal)
 	pods := &podTable{err: fmt.Errorf("%w: argo", ErrNamespaceNotWatched)}
 	h := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
-	code, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	code, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, resp.Allowed)
 	assert.Nil(t, resp.Patch)

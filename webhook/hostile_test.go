@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // Hostile and odd input that is well-formed JSON: each row is allowed, with the exact patch (or
@@ -67,7 +69,7 @@ func TestHandlerAllowsHostileInput(t *testing.T) {
 // blockingPods never answers until its context ends: a hung API server or an unsynced cache.
 type blockingPods struct{}
 
-func (blockingPods) PodForNode(ctx context.Context, _, _, _ string) (*Pod, error) {
+func (blockingPods) PodForNode(ctx context.Context, _, _, _ string) (*rules.Pod, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
@@ -76,8 +78,8 @@ func TestSlowPodLookupIsAllowedUnpatchedWithinTheDeadline(t *testing.T) {
 	before := testutil.ToFloat64(lookupErrorsTotal)
 	h := NewTaskResultHandler(HandlerOptions{Pods: blockingPods{}, LookupTimeout: 300 * time.Millisecond, Log: logr.Discard()})
 	start := time.Now()
-	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	took := time.Since(start)
 	assert.Nil(t, resp.Patch)
 	assert.Less(t, took, time.Second, "answered within the lookup deadline, well under timeoutSeconds (2s)")
@@ -103,8 +105,8 @@ func TestServerSurvivesSlowHeaderClients(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	resp, out := s.review(t, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	resp, out := s.review(t, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.NotNil(t, out.Patch, "served while 20 slow clients hold connections")
 }

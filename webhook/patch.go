@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // escapePointer escapes one JSON Pointer reference token (RFC 6901): "~" → "~0", "/" → "~1".
@@ -42,7 +44,7 @@ func labelOperations(labels, set map[string]string) []jsonpatch.Operation {
 // statusOperations returns the operations that write rule B2's status change: finishedAt, the
 // Completed condition (upserted as the controller's UpsertCondition does) and the
 // taskResultsCompletionStatus entries.
-func statusOperations(st *workflowStatus, ch *StatusChange) []jsonpatch.Operation {
+func statusOperations(st *workflowStatus, ch *rules.StatusChange) []jsonpatch.Operation {
 	if ch == nil {
 		return nil
 	}
@@ -53,8 +55,8 @@ func statusOperations(st *workflowStatus, ch *StatusChange) []jsonpatch.Operatio
 	}
 	ops = append(ops, jsonpatch.NewOperation(op, "/status/finishedAt", ch.FinishedAt))
 
-	done := statusCondition{Type: conditionDone, Status: conditionTrue}
-	switch i := slices.IndexFunc(st.conditions, func(c statusCondition) bool { return c.Type == conditionDone }); {
+	done := statusCondition{Type: rules.ConditionCompleted, Status: rules.ConditionTrue}
+	switch i := slices.IndexFunc(st.conditions, func(c statusCondition) bool { return c.Type == rules.ConditionCompleted }); {
 	case present(st.Conditions) == nil:
 		ops = append(ops, jsonpatch.NewOperation("add", "/status/conditions", []statusCondition{done}))
 	case i >= 0:

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // ErrNamespaceNotWatched is what PodCache.PodForNode answers, at once, for a namespace outside
@@ -76,7 +78,7 @@ var _ PodLookup = (*PodCache)(nil)
 
 // workflowPodSelector selects pods that belong to a workflow: the only pods the rules read.
 func workflowPodSelector() labels.Selector {
-	req, err := labels.NewRequirement(LabelWorkflow, selection.Exists, nil)
+	req, err := labels.NewRequirement(rules.LabelWorkflow, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant requirement; cannot fail
 	}
@@ -174,7 +176,7 @@ func (p *PodCache) WaitForCacheSync(ctx context.Context) bool {
 // PodForNode implements PodLookup. It answers from the cache through the node-id index, asks
 // direct only on a miss, and answers ErrNamespaceNotWatched for a namespace outside the cache's.
 // Until the cache has synced it waits for it, within ctx.
-func (p *PodCache) PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*Pod, error) {
+func (p *PodCache) PodForNode(ctx context.Context, namespace, workflow, nodeID string) (*rules.Pod, error) {
 	s, ok := p.stores[metav1.NamespaceAll]
 	if !ok {
 		// The direct reader may lack the RBAC outside the watched namespaces: answer without
@@ -196,38 +198,15 @@ func (p *PodCache) PodForNode(ctx context.Context, namespace, workflow, nodeID s
 	}
 	// Miss: the cache may lag the pod's creation; ask the API server.
 	var list corev1.PodList
-	if err := p.direct.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{LabelWorkflow: workflow}); err != nil {
+	if err := p.direct.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{rules.LabelWorkflow: workflow}); err != nil {
 		return nil, fmt.Errorf("listing pods of workflow %s: %w", workflow, err)
 	}
 	for i := range list.Items {
-		if list.Items[i].Annotations[AnnotationNodeID] == nodeID {
-			return PodFacts(&list.Items[i]), nil
+		if list.Items[i].Annotations[rules.AnnotationNodeID] == nodeID {
+			return rules.PodFacts(&list.Items[i]), nil
 		}
 	}
 	return nil, nil
-}
-
-// PodFacts reads what the rules use from a pod.
-func PodFacts(pod *corev1.Pod) *Pod {
-	p := &Pod{Name: pod.Name, Created: pod.CreationTimestamp.Time, Phase: string(pod.Status.Phase),
-		Containers: make([]Container, 0, len(pod.Spec.Containers))}
-	for _, o := range pod.OwnerReferences {
-		if o.Kind == "Workflow" && strings.HasPrefix(o.APIVersion, "argoproj.io/") {
-			p.WorkflowUID = string(o.UID)
-		}
-	}
-	for _, c := range pod.Spec.Containers {
-		ct := Container{Name: c.Name}
-		for _, s := range pod.Status.ContainerStatuses {
-			if s.Name == c.Name {
-				if t := s.State.Terminated; t != nil {
-					ct.Terminated, ct.TerminatedAt = true, t.FinishedAt.Time
-				}
-			}
-		}
-		p.Containers = append(p.Containers, ct)
-	}
-	return p
 }
 
 // cachedPod is all the cache keeps of a pod: its key, the two values it is looked up by, and
@@ -256,12 +235,12 @@ type cachedContainer struct {
 
 // newCachedPod reduces pod to its entry.
 func newCachedPod(pod *corev1.Pod) *cachedPod {
-	f := PodFacts(pod)
+	f := rules.PodFacts(pod)
 	c := &cachedPod{
 		namespace:   unique.Make(pod.Namespace),
 		name:        strings.Clone(pod.Name),
-		workflow:    unique.Make(pod.Labels[LabelWorkflow]),
-		nodeID:      strings.Clone(pod.Annotations[AnnotationNodeID]),
+		workflow:    unique.Make(pod.Labels[rules.LabelWorkflow]),
+		nodeID:      strings.Clone(pod.Annotations[rules.AnnotationNodeID]),
 		workflowUID: unique.Make(f.WorkflowUID),
 		phase:       unique.Make(f.Phase),
 		created:     f.Created,
@@ -274,11 +253,11 @@ func newCachedPod(pod *corev1.Pod) *cachedPod {
 }
 
 // facts returns PodFacts of the pod c was made from, as a copy the caller may keep.
-func (c *cachedPod) facts() *Pod {
-	p := &Pod{Name: c.name, WorkflowUID: c.workflowUID.Value(), Created: c.created, Phase: c.phase.Value(),
-		Containers: make([]Container, len(c.containers))}
+func (c *cachedPod) facts() *rules.Pod {
+	p := &rules.Pod{Name: c.name, WorkflowUID: c.workflowUID.Value(), Created: c.created, Phase: c.phase.Value(),
+		Containers: make([]rules.Container, len(c.containers))}
 	for i, ct := range c.containers {
-		p.Containers[i] = Container{Name: ct.name.Value(), Terminated: ct.terminated, TerminatedAt: ct.terminatedAt}
+		p.Containers[i] = rules.Container{Name: ct.name.Value(), Terminated: ct.terminated, TerminatedAt: ct.terminatedAt}
 	}
 	return p
 }
@@ -338,7 +317,7 @@ func newPodStore() *podStore {
 
 // podForNode returns the facts of the pod of workflow in namespace whose node-id annotation is
 // nodeID, or nil when the store holds none.
-func (s *podStore) podForNode(namespace, workflow, nodeID string) *Pod {
+func (s *podStore) podForNode(namespace, workflow, nodeID string) *rules.Pod {
 	key := nodeKey{unique.Make(namespace), nodeID}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // listSpy counts the lists that reach it and answers with an empty list. Any other method
@@ -99,7 +101,7 @@ func TestPodCacheRefusesNamespacesItDoesNotWatch(t *testing.T) {
 				assert.EqualError(t, err, "namespace not watched: "+tc.namespace)
 			}
 			if tc.wantPod {
-				assert.Equal(t, PodFacts(fullPod()), pod)
+				assert.Equal(t, rules.PodFacts(fullPod()), pod)
 			} else {
 				assert.Nil(t, pod)
 			}
@@ -134,8 +136,8 @@ func fullPod(mods ...func(*corev1.Pod)) *corev1.Pod {
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "wf-main-3571860313", Namespace: "argo", UID: "pod-uid", ResourceVersion: "42", CreationTimestamp: created,
-			Labels:      map[string]string{LabelWorkflow: "wf", LabelCompleted: "true", "app": "x"},
-			Annotations: map[string]string{AnnotationNodeID: "wf-3571860313", "workflows.argoproj.io/outputs": `{"result":"big"}`},
+			Labels:      map[string]string{rules.LabelWorkflow: "wf", rules.LabelCompleted: "true", "app": "x"},
+			Annotations: map[string]string{rules.AnnotationNodeID: "wf-3571860313", "workflows.argoproj.io/outputs": `{"result":"big"}`},
 			OwnerReferences: []metav1.OwnerReference{
 				{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "rs-uid"},
 				{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "wf", UID: "wf-uid"},
@@ -206,7 +208,7 @@ func TestCachedPodKeepsEveryFactTheRulesRead(t *testing.T) {
 	}
 	for name, pod := range tests {
 		t.Run(name, func(t *testing.T) {
-			want := PodFacts(pod)
+			want := rules.PodFacts(pod)
 
 			out, err := toCachedPod(pod.DeepCopy())
 
@@ -216,8 +218,8 @@ func TestCachedPodKeepsEveryFactTheRulesRead(t *testing.T) {
 			assert.Equal(t, want, c.facts())
 			assert.Equal(t, pod.Namespace, c.namespace.Value())
 			assert.Equal(t, pod.Name, c.name)
-			assert.Equal(t, pod.Labels[LabelWorkflow], c.workflow.Value(), "the selector's label")
-			assert.Equal(t, pod.Annotations[AnnotationNodeID], c.nodeID, "the index's annotation")
+			assert.Equal(t, pod.Labels[rules.LabelWorkflow], c.workflow.Value(), "the selector's label")
+			assert.Equal(t, pod.Annotations[rules.AnnotationNodeID], c.nodeID, "the index's annotation")
 			again, err := toCachedPod(c)
 			require.NoError(t, err)
 			assert.Same(t, c, again, "the transform of an entry is the entry")
@@ -227,23 +229,23 @@ func TestCachedPodKeepsEveryFactTheRulesRead(t *testing.T) {
 			}
 			s := newPodStore()
 			require.NoError(t, s.Add(pod.DeepCopy()))
-			got := s.podForNode(pod.Namespace, pod.Labels[LabelWorkflow], c.nodeID)
+			got := s.podForNode(pod.Namespace, pod.Labels[rules.LabelWorkflow], c.nodeID)
 			assert.Equal(t, want, got, "the lookup answers exactly PodFacts")
 			got.Name = "changed"
 			if len(got.Containers) > 0 {
 				got.Containers[0].Name = "changed"
 			}
-			assert.Equal(t, want, s.podForNode(pod.Namespace, pod.Labels[LabelWorkflow], c.nodeID), "each answer is the caller's own copy")
+			assert.Equal(t, want, s.podForNode(pod.Namespace, pod.Labels[rules.LabelWorkflow], c.nodeID), "each answer is the caller's own copy")
 		})
 	}
 }
 
 // podWith is a small workflow pod: namespace/name of workflow, annotated with nodeID ("": none).
 func podWith(namespace, name, workflow, nodeID string) *corev1.Pod {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{LabelWorkflow: workflow}},
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{rules.LabelWorkflow: workflow}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main"}}}}
 	if nodeID != "" {
-		pod.Annotations = map[string]string{AnnotationNodeID: nodeID}
+		pod.Annotations = map[string]string{rules.AnnotationNodeID: nodeID}
 	}
 	return pod
 }
@@ -453,14 +455,14 @@ func TestPodCacheStreamsTheInitialList(t *testing.T) {
 	for i := range 5 {
 		pod, err := pods.PodForNode(context.Background(), "argo", "wf", fmt.Sprintf("n%d", i))
 		require.NoError(t, err)
-		assert.Equal(t, PodFacts(&api.pods[i]), pod)
+		assert.Equal(t, rules.PodFacts(&api.pods[i]), pod)
 	}
 	api.mu.Lock()
 	defer api.mu.Unlock()
 	assert.Empty(t, api.lists, "lists")
 	require.NotEmpty(t, api.watches)
 	assert.Equal(t, "true", api.watches[0]["sendInitialEvents"])
-	assert.Equal(t, LabelWorkflow, api.watches[0]["labelSelector"], "workflow pods only")
+	assert.Equal(t, rules.LabelWorkflow, api.watches[0]["labelSelector"], "workflow pods only")
 }
 
 // Where the API server cannot stream (it refuses sendInitialEvents, as kube-apiserver before
@@ -484,7 +486,7 @@ func TestPodCacheListsInPagesWhereItCannotStream(t *testing.T) {
 			for i := range 5 {
 				pod, err := pods.PodForNode(context.Background(), "argo", "wf", fmt.Sprintf("n%d", i))
 				require.NoError(t, err)
-				assert.Equal(t, PodFacts(&api.pods[i]), pod)
+				assert.Equal(t, rules.PodFacts(&api.pods[i]), pod)
 			}
 			plainWatch := func() map[string]string {
 				for _, q := range api.watches {
@@ -504,7 +506,7 @@ func TestPodCacheListsInPagesWhereItCannotStream(t *testing.T) {
 			require.Len(t, api.lists, 3, "pages of 2 for 5 pods")
 			for i, q := range api.lists {
 				assert.Equal(t, "2", q["limit"], "page %d", i)
-				assert.Equal(t, LabelWorkflow, q["labelSelector"], "page %d", i)
+				assert.Equal(t, rules.LabelWorkflow, q["labelSelector"], "page %d", i)
 				assert.Empty(t, q["resourceVersion"], "page %d: the latest version, which the watch cache pages", i)
 				assert.Equal(t, []string{"", "2", "4"}[i], q["continue"], "page %d", i)
 			}
@@ -538,8 +540,8 @@ func argoPod(i int, template string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: fmt.Sprintf("%s-main-%s", wf, hash), Namespace: strings.Clone("argo"), UID: types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)),
 			ResourceVersion: strconv.Itoa(1000 + i), CreationTimestamp: created,
-			Labels: map[string]string{LabelWorkflow: strings.Clone(wf), LabelCompleted: "false"},
-			Annotations: map[string]string{AnnotationNodeID: wf + "-" + hash, "workflows.argoproj.io/node-name": wf + "[0].main",
+			Labels: map[string]string{rules.LabelWorkflow: strings.Clone(wf), rules.LabelCompleted: "false"},
+			Annotations: map[string]string{rules.AnnotationNodeID: wf + "-" + hash, "workflows.argoproj.io/node-name": wf + "[0].main",
 				"kubectl.kubernetes.io/default-container": "main"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: wf,
 				UID: types.UID(fmt.Sprintf("11111111-0000-4000-8000-%012d", i/10)), Controller: new(true), BlockOwnerDeletion: new(true)}},

@@ -9,17 +9,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // maxBodyBytes caps an AdmissionReview body. It is controller-runtime's own cap for admission
 // webhooks: a review holds object and oldObject, each up to etcd's ~1.5 MiB request limit, plus
 // the request's envelope, so no legitimate review comes close.
 const maxBodyBytes = 7 << 20
-
-// maxNodesBytes caps the uncompressed size of status.compressedNodes. Argo compresses nodes only
-// to fit a Workflow under MAX_WORKFLOW_SIZE (1 MiB); 64 MiB leaves room for a 60× ratio and stops
-// a gzip bomb from costing more than that.
-const maxNodesBytes = 64 << 20
 
 // review is the part of an admission.k8s.io/v1 AdmissionReview the handlers read.
 type review struct {
@@ -129,7 +126,7 @@ func scanRequest(s *scanner, req *reviewRequest) error {
 					return err
 				case "extra":
 					return s.object(func(extra []byte) error {
-						if string(extra) != ExtraPodName {
+						if string(extra) != rules.ExtraPodName {
 							_, err := s.skip()
 							return err
 						}
@@ -139,7 +136,7 @@ func scanRequest(s *scanner, req *reviewRequest) error {
 							values = append(values, v)
 							return err
 						})
-						req.UserInfo.Extra = map[string][]string{ExtraPodName: values}
+						req.UserInfo.Extra = map[string][]string{rules.ExtraPodName: values}
 						return err
 					})
 				}
@@ -165,7 +162,7 @@ func scanRequest(s *scanner, req *reviewRequest) error {
 
 // writerPod returns the pod name a bound service-account token names, or "".
 func (r *reviewRequest) writerPod() string {
-	if v := r.UserInfo.Extra[ExtraPodName]; len(v) == 1 {
+	if v := r.UserInfo.Extra[rules.ExtraPodName]; len(v) == 1 {
 		return v[0]
 	}
 	return ""
@@ -173,8 +170,8 @@ func (r *reviewRequest) writerPod() string {
 
 // readTaskResult builds the rule input from a task result request, reading only metadata.name,
 // labels, the Workflow owner's UID and the raw outputs of object (and oldObject's outputs).
-func readTaskResult(req *reviewRequest) (TaskResult, map[string]string, error) {
-	tr := TaskResult{Operation: req.Operation, WriterPod: req.writerPod()}
+func readTaskResult(req *reviewRequest) (rules.TaskResult, map[string]string, error) {
+	tr := rules.TaskResult{Operation: req.Operation, WriterPod: req.writerPod()}
 	s := &scanner{data: req.Object}
 	err := s.object(func(key []byte) error {
 		var err error
@@ -225,13 +222,13 @@ func readTaskResult(req *reviewRequest) (TaskResult, map[string]string, error) {
 		err = s.end()
 	}
 	if err != nil {
-		return TaskResult{}, nil, fmt.Errorf("request.object is not a WorkflowTaskResult: %w", err)
+		return rules.TaskResult{}, nil, fmt.Errorf("request.object is not a WorkflowTaskResult: %w", err)
 	}
 	tr.Outputs = present(tr.Outputs)
 	if tr.Name == "" {
 		tr.Name = req.Name
 	}
-	if req.Operation == opUpdate && len(present(req.OldObject)) > 0 {
+	if req.Operation == rules.OperationUpdate && len(present(req.OldObject)) > 0 {
 		old := &scanner{data: req.OldObject}
 		err := old.object(func(key []byte) error {
 			var err error
@@ -243,7 +240,7 @@ func readTaskResult(req *reviewRequest) (TaskResult, map[string]string, error) {
 			return err
 		})
 		if err != nil {
-			return TaskResult{}, nil, fmt.Errorf("request.oldObject is not a WorkflowTaskResult: %w", err)
+			return rules.TaskResult{}, nil, fmt.Errorf("request.oldObject is not a WorkflowTaskResult: %w", err)
 		}
 		tr.OldOutputs = present(tr.OldOutputs)
 	}
@@ -324,7 +321,7 @@ type statusCondition struct {
 }
 
 // readWorkflowStatus reads status and fills the rule input's status fields.
-func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, error) {
+func readWorkflowStatus(raw json.RawMessage, wf *rules.Workflow) (*workflowStatus, error) {
 	st := &workflowStatus{}
 	var compressed, offloaded string
 	if raw = present(raw); raw != nil {
@@ -404,10 +401,10 @@ func readWorkflowStatus(raw json.RawMessage, wf *Workflow) (*workflowStatus, err
 
 // scanNodes reads status.nodes: for each node only type, phase, startedAt, finishedAt,
 // daemoned, taskResultSynced and the raw outputs.
-func scanNodes(s *scanner) (map[string]Node, error) {
-	nodes := map[string]Node{}
+func scanNodes(s *scanner) (map[string]rules.Node, error) {
+	nodes := map[string]rules.Node{}
 	err := s.object(func(id []byte) error {
-		var n Node
+		var n rules.Node
 		err := s.object(func(k []byte) error {
 			var err error
 			switch string(k) {
@@ -444,8 +441,8 @@ func scanNodes(s *scanner) (map[string]Node, error) {
 }
 
 // decompressNodes decodes status.compressedNodes (base64 of gzip of the nodes map, Argo's
-// packer.go), reading at most maxNodesBytes of uncompressed JSON.
-func decompressNodes(s string) (map[string]Node, error) {
+// packer.go), reading at most rules.MaxNodesBytes of uncompressed JSON.
+func decompressNodes(s string) (map[string]rules.Node, error) {
 	compressed, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("not base64: %w", err)
@@ -454,12 +451,12 @@ func decompressNodes(s string) (map[string]Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not gzip: %w", err)
 	}
-	data, err := io.ReadAll(io.LimitReader(zr, maxNodesBytes+1))
+	data, err := io.ReadAll(io.LimitReader(zr, rules.MaxNodesBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("gzip: %w", err)
 	}
-	if len(data) > maxNodesBytes {
-		return nil, fmt.Errorf("more than %d bytes uncompressed", maxNodesBytes)
+	if len(data) > rules.MaxNodesBytes {
+		return nil, fmt.Errorf("more than %d bytes uncompressed", rules.MaxNodesBytes)
 	}
 	sc := &scanner{data: data}
 	nodes, err := scanNodes(sc)
@@ -470,13 +467,4 @@ func decompressNodes(s string) (map[string]Node, error) {
 		return nil, fmt.Errorf("not a nodes map: %w", err)
 	}
 	return nodes, nil
-}
-
-// ParseWorkflowStatus reads a Workflow's status as rule B2 and the repair command do: the phase,
-// finishedAt, taskResultsCompletionStatus and the nodes (decoding compressedNodes; NodesUnreadable
-// says why when they are offloaded or corrupt).
-func ParseWorkflowStatus(status []byte) (Workflow, error) {
-	var wf Workflow
-	_, err := readWorkflowStatus(status, &wf)
-	return wf, err
 }

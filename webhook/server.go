@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // probeReadHeaderTimeout bounds how long the plain-HTTP server waits for request headers, so a
@@ -109,7 +111,7 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 		Mode:          o.Mode,
 		LookupTimeout: o.LookupTimeout,
 		Log:           log,
-		Workflow: WorkflowConfig{
+		Workflow: rules.WorkflowConfig{
 			Disabled:            o.DisableB2,
 			Grace:               o.B2Grace,
 			OrphanGrace:         DefaultB2OrphanGrace,

@@ -19,6 +19,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // syncedSource stands in for the informer cache: already synced, running until stopped.
@@ -125,8 +126,8 @@ func (s *tlsServer) review(t *testing.T, body []byte) (reply, *admissionv1.Admis
 
 func TestServerAnswersReviewsOverTLS(t *testing.T) {
 	s := startTLSServer(t, nil)
-	body := reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)
+	body := reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil)
 	resp, out := s.review(t, body)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "HTTP/1.1", resp.Proto, "HTTP/2 is off by default")
@@ -158,15 +159,15 @@ func TestServerRefusesOldTLSAndPlaintext(t *testing.T) {
 
 func TestServerOffersHTTP2OnlyWhenEnabled(t *testing.T) {
 	s := startTLSServer(t, func(o *Options) { o.EnableHTTP2 = true })
-	resp, _ := s.review(t, reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil))
+	resp, _ := s.review(t, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, "HTTP/2.0", resp.Proto)
 }
 
 func TestServerShutdownTurnsReadinessOffAndKeepsServing(t *testing.T) {
 	s := startTLSServer(t, func(o *Options) { o.ShutdownDelay = 2 * time.Second })
-	body := reviewJSON(t, "WorkflowTaskResult", opCreate,
-		taskResultObject12985(map[string]any{LabelWorkflow: "wf", LabelReportOutputsCompleted: "false"}), nil)
+	body := reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
+		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil)
 
 	start := time.Now()
 	s.cancel()

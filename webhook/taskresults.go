@@ -10,13 +10,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // TaskResultReader reads a WorkflowTaskResult as the API server stores it, for rule B2.
 type TaskResultReader interface {
 	// StoredTaskResult returns the task result namespace/name, or nil and no error when there is
 	// none.
-	StoredTaskResult(ctx context.Context, namespace, name string) (*StoredTaskResult, error)
+	StoredTaskResult(ctx context.Context, namespace, name string) (*rules.StoredTaskResult, error)
 	// TaskResultNames lists the names of every task result of workflow in namespace (its
 	// workflow label); never nil without an error.
 	TaskResultNames(ctx context.Context, namespace, workflow string) ([]string, error)
@@ -34,7 +36,7 @@ type APITaskResults struct {
 var _ TaskResultReader = APITaskResults{}
 
 // StoredTaskResult implements TaskResultReader.
-func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name string) (*StoredTaskResult, error) {
+func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name string) (*rules.StoredTaskResult, error) {
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("argoproj.io/v1alpha1")
 	u.SetKind("WorkflowTaskResult")
@@ -45,7 +47,7 @@ func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name st
 	case err != nil:
 		return nil, fmt.Errorf("reading WorkflowTaskResult %s/%s: %w", namespace, name, err)
 	}
-	tr := &StoredTaskResult{Labels: u.GetLabels()}
+	tr := &rules.StoredTaskResult{Labels: u.GetLabels()}
 	if out, ok := u.Object["outputs"]; ok && out != nil {
 		if tr.Outputs, err = json.Marshal(out); err != nil {
 			return nil, fmt.Errorf("encoding the outputs of WorkflowTaskResult %s/%s: %w", namespace, name, err)
@@ -60,7 +62,7 @@ func (a APITaskResults) StoredTaskResult(ctx context.Context, namespace, name st
 func (a APITaskResults) TaskResultNames(ctx context.Context, namespace, workflow string) ([]string, error) {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "WorkflowTaskResultList"})
-	if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{LabelWorkflow: workflow}); err != nil {
+	if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{rules.LabelWorkflow: workflow}); err != nil {
 		return nil, fmt.Errorf("listing the WorkflowTaskResults of %s/%s: %w", namespace, workflow, err)
 	}
 	names := make([]string, 0, len(list.Items))

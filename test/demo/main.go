@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
@@ -166,7 +167,7 @@ func submitAndWatch(ctx context.Context, admin client.Client, withWebhook bool) 
 			return o, err
 		}
 		o.phase, _, _ = unstructured.NestedString(cur.Object, "status", "phase")
-		o.completed = cur.GetLabels()[webhook.LabelCompleted]
+		o.completed = cur.GetLabels()[rules.LabelCompleted]
 		if label := taskResultLabel(ctx, admin, wf.GetName()); label != "" {
 			o.taskResult = label
 		}
@@ -188,15 +189,15 @@ func taskResultLabel(ctx context.Context, admin client.Client, wf string) string
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("WorkflowTaskResultList")
-	if err := admin.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil || len(list.Items) == 0 {
+	if err := admin.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil || len(list.Items) == 0 {
 		return ""
 	}
-	return list.Items[0].GetLabels()[webhook.LabelReportOutputsCompleted]
+	return list.Items[0].GetLabels()[rules.LabelReportOutputsCompleted]
 }
 
 func podSucceeded(ctx context.Context, admin client.Client, wf string) bool {
 	var pods corev1.PodList
-	if err := admin.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
+	if err := admin.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
 		return false
 	}
 	return pods.Items[0].Status.Phase == corev1.PodSucceeded

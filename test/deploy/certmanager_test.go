@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -94,7 +95,7 @@ func TestCertManagerSecretServesAndRotatesWithoutFailedCalls(t *testing.T) {
 			node := "wf-" + strconv.Itoa(i)
 			pod := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: "wf-main-" + strconv.Itoa(i), Namespace: ns,
-					Labels: map[string]string{webhook.LabelWorkflow: "wf"}, Annotations: map[string]string{webhook.AnnotationNodeID: node}},
+					Labels: map[string]string{rules.LabelWorkflow: "wf"}, Annotations: map[string]string{rules.AnnotationNodeID: node}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "argoexec"}}},
 			}
 			if err := admin.Create(ctx, pod); err != nil {
@@ -104,13 +105,13 @@ func TestCertManagerSecretServesAndRotatesWithoutFailedCalls(t *testing.T) {
 			tr := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 				"metadata": map[string]any{"name": node, "namespace": ns, "labels": map[string]any{
-					webhook.LabelWorkflow: "wf", webhook.LabelReportOutputsCompleted: "false"}},
+					rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}},
 				"outputs": map[string]any{"parameters": []any{map[string]any{"name": "p", "value": "v"}}},
 			}}
 			writes.Add(1)
 			if err := admin.Create(ctx, tr); err != nil {
 				failed.Add(1)
-			} else if tr.GetLabels()[webhook.LabelReportOutputsCompleted] != "true" {
+			} else if tr.GetLabels()[rules.LabelReportOutputsCompleted] != "true" {
 				unpatched.Add(1)
 			}
 		}

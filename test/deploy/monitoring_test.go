@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
+	argorules "github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -310,11 +311,11 @@ func TestAlertMetricsAreExportedUnderTheNamesTheySelect(t *testing.T) {
 	tr := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 		"metadata": map[string]any{"name": "wf-1", "namespace": ns, "labels": map[string]any{
-			webhook.LabelWorkflow: "wf", webhook.LabelReportOutputsCompleted: "false"}},
+			argorules.LabelWorkflow: "wf", argorules.LabelReportOutputsCompleted: "false"}},
 		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "p", "value": "v"}}},
 	}}
 	require.NoError(t, admin.Create(ctx, tr), "the write goes through: failurePolicy Ignore")
-	assert.Equal(t, "false", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "unpatched: the webhook was not called")
+	assert.Equal(t, "false", tr.GetLabels()[argorules.LabelReportOutputsCompleted], "unpatched: the webhook was not called")
 	cs, err := kubernetes.NewForConfig(adminCfg)
 	require.NoError(t, err)
 	var failOpen []string

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -246,7 +247,7 @@ func createStuckTaskResult(t *testing.T, namespace, workflow string) *unstructur
 	wf := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": workflow, "namespace": namespace,
-			"labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: "Running"}},
+			"labels": map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: "Running"}},
 		"spec": map[string]any{"entrypoint": "main"},
 		"status": map[string]any{"phase": "Running", "nodes": map[string]any{node: map[string]any{
 			"id": node, "type": "Pod", "phase": "Error", "finishedAt": time.Now().UTC().Format(time.RFC3339)}}},
@@ -255,7 +256,7 @@ func createStuckTaskResult(t *testing.T, namespace, workflow string) *unstructur
 	tr := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 		"metadata": map[string]any{"name": node, "namespace": namespace,
-			"labels": map[string]any{webhook.LabelWorkflow: workflow, webhook.LabelReportOutputsCompleted: "false"},
+			"labels": map[string]any{rules.LabelWorkflow: workflow, rules.LabelReportOutputsCompleted: "false"},
 			"ownerReferences": []any{map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 				"name": workflow, "uid": string(wf.GetUID())}}},
 		"outputs": map[string]any{},
@@ -325,12 +326,12 @@ func TestRepairAccessStaysWithinEachInstall(t *testing.T) {
 				if in.verdicts[ns] == repair.VerdictRepaired {
 					want = "true"
 				}
-				assert.Equal(t, want, tr.GetLabels()[webhook.LabelReportOutputsCompleted], "the task result in %s", ns)
+				assert.Equal(t, want, tr.GetLabels()[rules.LabelReportOutputsCompleted], "the task result in %s", ns)
 				if in.repair.allows(ns, taskResults, "patch") {
 					continue
 				}
 				// Where the account may not patch, even a deliberate patch is refused.
-				patch := []byte(`{"metadata":{"labels":{"` + webhook.LabelReportOutputsCompleted + `":"true"}}}`)
+				patch := []byte(`{"metadata":{"labels":{"` + rules.LabelReportOutputsCompleted + `":"true"}}}`)
 				err := sa.Patch(ctx, tr.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
 				assert.True(t, apierrors.IsForbidden(err), "patching the task result in %s is refused: %v", ns, err)
 			}

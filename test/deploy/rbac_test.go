@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -229,8 +230,8 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}}))
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "wf-main-1", Namespace: "rbac",
-			Labels:      map[string]string{webhook.LabelWorkflow: "wf"},
-			Annotations: map[string]string{webhook.AnnotationNodeID: "wf-1"}},
+			Labels:      map[string]string{rules.LabelWorkflow: "wf"},
+			Annotations: map[string]string{rules.AnnotationNodeID: "wf-1"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "argoexec", Command: []string{"argoexec", "resource", "get"}}}},
 	}
 	require.NoError(t, admin.Create(ctx, pod))
@@ -244,11 +245,11 @@ func TestWebhookWorksWithExactlyTheDeployedRBAC(t *testing.T) {
 	tr := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 		"metadata": map[string]any{"name": "wf-1", "namespace": "rbac", "labels": map[string]any{
-			webhook.LabelWorkflow: "wf", webhook.LabelReportOutputsCompleted: "false"}},
+			rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}},
 		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "p", "value": "v"}}},
 	}}
 	require.NoError(t, admin.Create(ctx, tr))
-	assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "patched using pods read as the service account")
+	assert.Equal(t, "true", tr.GetLabels()[rules.LabelReportOutputsCompleted], "patched using pods read as the service account")
 
 	// Rule B2's reads: a list of a workflow's task results and a GET of one, and no watch.
 	cfg := asServiceAccount(webhookAccount)

@@ -54,7 +54,7 @@ func (s *summary) String() string {
 
 func TestArgoController(t *testing.T) {
 	table := &summary{}
-	for _, version := range harness.ArgoVersions {
+	for _, version := range e2eVersions {
 		t.Run(version, func(t *testing.T) { runVersion(t, version, table) })
 	}
 	fmt.Printf("\ne2e summary (controller logs in %s):\n%s\n", logDir, table)

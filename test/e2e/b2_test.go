@@ -16,8 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 // e2eB2Grace is rule B2's grace in this suite (the shipped default is 2m), so a scenario takes
@@ -153,7 +153,7 @@ func taskResultWritten(ctx context.Context, ns, wf string) bool {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("WorkflowTaskResultList")
-	if err := admin.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil {
+	if err := admin.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil {
 		return false
 	}
 	for _, tr := range list.Items {
@@ -168,7 +168,7 @@ func taskResultWritten(ctx context.Context, ns, wf string) bool {
 // having terminated at least d ago.
 func podsFinishedFor(ctx context.Context, ns, wf string, d time.Duration) bool {
 	var pods corev1.PodList
-	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
+	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
 		return false
 	}
 	for _, p := range pods.Items {

@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 // setupNamespace creates a namespace whose default service account may act as Argo's executor.
@@ -135,7 +135,7 @@ func (tr *tracker) poll(ctx context.Context, ns, name string) {
 	case err == nil:
 		tr.s.Phase, _, _ = unstructured.NestedString(wf.Object, "status", "phase")
 		tr.s.FinishedAt, _, _ = unstructured.NestedString(wf.Object, "status", "finishedAt")
-		tr.s.Completed = wf.GetLabels()[webhook.LabelCompleted]
+		tr.s.Completed = wf.GetLabels()[rules.LabelCompleted]
 		if tr.s.Completed == "true" {
 			tr.s.SeenCompleted = true
 			tr.s.SeenCompletedOutputs = podNodeOutputs(wf)
@@ -228,10 +228,10 @@ func taskResultLabels(t *testing.T, ns, wf string) []string {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("WorkflowTaskResultList")
-	require.NoError(t, admin.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}))
+	require.NoError(t, admin.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}))
 	var out []string
 	for _, tr := range list.Items {
-		out = append(out, tr.GetLabels()[webhook.LabelReportOutputsCompleted])
+		out = append(out, tr.GetLabels()[rules.LabelReportOutputsCompleted])
 	}
 	return out
 }
@@ -239,7 +239,7 @@ func taskResultLabels(t *testing.T, ns, wf string) []string {
 // podsSucceeded reports whether every pod of the workflow has phase Succeeded.
 func podsSucceeded(ctx context.Context, ns, wf string) bool {
 	var pods corev1.PodList
-	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{webhook.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
+	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil || len(pods.Items) == 0 {
 		return false
 	}
 	for _, p := range pods.Items {

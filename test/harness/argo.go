@@ -19,9 +19,10 @@ import (
 )
 
 // ArgoVersions are the workflow-controller versions the tool modules build: v3.5.4 is the
-// controller of the #12985 report (phase Succeeded, completed "false"); v3.7.18 keeps such a
-// workflow Running.
-var ArgoVersions = []string{"v3.5.4", "v3.7.18"}
+// controller of the #12985 report (phase Succeeded, completed "false"); v3.5.5 keeps such a
+// workflow Running and counts a node without a completion entry incomplete (R10); v3.7.18 and
+// v4.0.5 track it per node (taskResultSynced), and v4.0.5's timeout fallback is inert (R6).
+var ArgoVersions = []string{"v3.5.4", "v3.5.5", "v3.7.18", "v4.0.5"}
 
 // ControllerBinary returns the path of the built workflow-controller for version, or an error
 // naming the make target that builds it.

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // ExecutorBehaviour selects which argoexec the simulated node imitates. It decides the write
@@ -245,7 +245,7 @@ func (n *Node) Run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		var pods corev1.PodList
-		if err := n.Admin.List(ctx, &pods, client.InNamespace(n.Namespace), client.HasLabels{webhook.LabelWorkflow}); err == nil {
+		if err := n.Admin.List(ctx, &pods, client.InNamespace(n.Namespace), client.HasLabels{rules.LabelWorkflow}); err == nil {
 			for i := range pods.Items {
 				pod := pods.Items[i]
 				n.mu.Lock()
@@ -681,7 +681,7 @@ func (n *Node) argoexec(pod *corev1.Pod, tmpl *template, b behaviour) (*argoexec
 		UserName: "system:serviceaccount:" + pod.Namespace + ":" + sa,
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + pod.Namespace, "system:authenticated"},
 		Extra: map[string][]string{
-			webhook.ExtraPodName:                   {pod.Name},
+			rules.ExtraPodName:                     {pod.Name},
 			"authentication.kubernetes.io/pod-uid": {string(pod.UID)},
 		},
 	}
@@ -725,7 +725,7 @@ func (e *argoexec) initializeOutput(ctx context.Context) error {
 	const call = "InitializeOutput"
 	err := e.upsert(ctx, call, nil)
 	if apierrors.IsForbidden(err) && e.version != ExecutorV37 {
-		err = e.addAnnotation(ctx, call, webhook.LabelReportOutputsCompleted, "false")
+		err = e.addAnnotation(ctx, call, rules.LabelReportOutputsCompleted, "false")
 	}
 	_, err = e.outcome(call, err)
 	return err
@@ -744,7 +744,7 @@ func (e *argoexec) reportOutputs(ctx context.Context) error {
 			value, _ := json.Marshal(outputs)
 			err = e.addAnnotation(ctx, call, "workflows.argoproj.io/outputs", string(value))
 		} else {
-			err = e.addAnnotation(ctx, call, webhook.LabelReportOutputsCompleted, "false")
+			err = e.addAnnotation(ctx, call, rules.LabelReportOutputsCompleted, "false")
 		}
 	}
 	refused, err := e.outcome(call, err)
@@ -765,10 +765,10 @@ func (e *argoexec) reportOutputs(ctx context.Context) error {
 // report-outputs-completed "true" only. v3.5 falls back on 403 to the pod annotation "true".
 func (e *argoexec) finalizeOutput(ctx context.Context) error {
 	const call = "FinalizeOutput"
-	body := map[string]any{"metadata": map[string]any{"creationTimestamp": nil, "labels": map[string]string{webhook.LabelReportOutputsCompleted: "true"}}}
+	body := map[string]any{"metadata": map[string]any{"creationTimestamp": nil, "labels": map[string]string{rules.LabelReportOutputsCompleted: "true"}}}
 	err := e.patch(ctx, call, "label", body)
 	if apierrors.IsForbidden(err) && e.version != ExecutorV37 {
-		err = e.addAnnotation(ctx, call, webhook.LabelReportOutputsCompleted, "true")
+		err = e.addAnnotation(ctx, call, rules.LabelReportOutputsCompleted, "true")
 	}
 	_, err = e.outcome(call, err)
 	return err
@@ -798,8 +798,8 @@ func (e *argoexec) upsert(ctx context.Context, call string, outputs map[string]a
 func (e *argoexec) create(ctx context.Context, call string, outputs map[string]any) error {
 	u := taskResultRef(e.pod)
 	labels := map[string]string{
-		webhook.LabelWorkflow:               e.pod.Labels[webhook.LabelWorkflow],
-		webhook.LabelReportOutputsCompleted: "false",
+		rules.LabelWorkflow:               e.pod.Labels[rules.LabelWorkflow],
+		rules.LabelReportOutputsCompleted: "false",
 	}
 	if v, ok := podEnv(e.pod, "ARGO_INSTANCE_ID"); ok && v != "" {
 		labels["workflows.argoproj.io/controller-instanceid"] = v
@@ -920,6 +920,6 @@ func taskResultRef(pod *corev1.Pod) *unstructured.Unstructured {
 	u.SetAPIVersion("argoproj.io/v1alpha1")
 	u.SetKind("WorkflowTaskResult")
 	u.SetNamespace(pod.Namespace)
-	u.SetName(pod.Annotations[webhook.AnnotationNodeID])
+	u.SetName(pod.Annotations[rules.AnnotationNodeID])
 	return u
 }

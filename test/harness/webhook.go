@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -276,7 +277,7 @@ func waitCalled(ctx context.Context, admin client.Client, w *Webhook, ns string)
 	}
 	probe := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-		"metadata": map[string]any{"name": "probe", "namespace": ns, "labels": map[string]any{webhook.LabelWorkflow: "probe"}},
+		"metadata": map[string]any{"name": "probe", "namespace": ns, "labels": map[string]any{rules.LabelWorkflow: "probe"}},
 		"outputs":  map[string]any{},
 	}}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {

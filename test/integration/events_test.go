@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -93,7 +94,7 @@ func TestEventsOnTheWorkflowWithoutAddedLatency(t *testing.T) {
 	}
 	for _, wf := range withEvents {
 		want := fmt.Sprintf("Workflow %s: argo-completion-webhook rule A1 set %s=true on task result %s-3571860313: outputs written by a resource or data pod, which never finalizes (argo-workflows#12985)",
-			webhook.ReasonTaskResultCompleted, webhook.LabelReportOutputsCompleted, wf)
+			rules.ReasonTaskResultCompleted, rules.LabelReportOutputsCompleted, wf)
 		require.Eventually(t, func() bool { return slices.Contains(reasons(wf), want) }, 15*time.Second, 100*time.Millisecond,
 			"the Event on workflow %s: %v", wf, reasons(wf))
 	}

@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 var (
@@ -32,7 +32,7 @@ func clientAs(t *testing.T, user, podName string) (client.Client, *harness.Warni
 	cfg := rest.CopyConfig(adminCfg)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
 	if podName != "" {
-		cfg.Impersonate.Extra = map[string][]string{webhook.ExtraPodName: {podName}}
+		cfg.Impersonate.Extra = map[string][]string{rules.ExtraPodName: {podName}}
 	}
 	w := &harness.Warnings{}
 	cfg.WarningHandlerWithContext = nil
@@ -71,8 +71,8 @@ func createPod(t *testing.T, ns string, n node, command ...string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        n.pod,
 			Namespace:   ns,
-			Labels:      map[string]string{webhook.LabelWorkflow: n.workflow, webhook.LabelCompleted: "false"},
-			Annotations: map[string]string{webhook.AnnotationNodeID: n.id},
+			Labels:      map[string]string{rules.LabelWorkflow: n.workflow, rules.LabelCompleted: "false"},
+			Annotations: map[string]string{rules.AnnotationNodeID: n.id},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: n.workflow, UID: n.wfUID,
 			}},
@@ -112,9 +112,9 @@ func taskResult(ns string, n node, label string, outputs map[string]any) *unstru
 	u.SetGroupVersionKind(taskResultGVK)
 	u.SetName(n.id)
 	u.SetNamespace(ns)
-	labels := map[string]string{webhook.LabelWorkflow: n.workflow}
+	labels := map[string]string{rules.LabelWorkflow: n.workflow}
 	if label != "" {
-		labels[webhook.LabelReportOutputsCompleted] = label
+		labels[rules.LabelReportOutputsCompleted] = label
 	}
 	u.SetLabels(labels)
 	u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: n.workflow, UID: n.wfUID}})
@@ -135,7 +135,7 @@ func persistedLabel(t *testing.T, ns string, n node) (string, bool) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(taskResultGVK)
 	require.NoError(t, admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: n.id}, u))
-	v, ok := u.GetLabels()[webhook.LabelReportOutputsCompleted]
+	v, ok := u.GetLabels()[rules.LabelReportOutputsCompleted]
 	return v, ok
 }
 

@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 // The binary is killed with SIGKILL while executors write, then restarted: with failurePolicy
@@ -72,7 +72,7 @@ func TestKill9UnderLoadNeverFailsAWrite(t *testing.T) {
 			writes[p].Add(1)
 			if err != nil {
 				failed[p].Add(1)
-			} else if tr.GetLabels()[webhook.LabelReportOutputsCompleted] == "true" {
+			} else if tr.GetLabels()[rules.LabelReportOutputsCompleted] == "true" {
 				patched[p].Add(1)
 			}
 		}

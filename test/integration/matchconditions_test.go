@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -108,5 +109,5 @@ func TestWithoutMatchConditionsEveryWriteReachesTheWebhookAndDecisionsHold(t *te
 	got := &unstructured.Unstructured{}
 	got.SetGroupVersionKind(workflowGVK)
 	require.NoError(t, admin.Get(ctx, client.ObjectKey{Namespace: argoNS, Name: n.workflow}, got))
-	assert.Equal(t, "true", got.GetLabels()[webhook.LabelCompleted], "B2 completed the stuck workflow")
+	assert.Equal(t, "true", got.GetLabels()[rules.LabelCompleted], "B2 completed the stuck workflow")
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -36,8 +37,8 @@ func createSimulatedPod(t *testing.T, ns, name, kind string, annotations map[str
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: ns,
-			Labels:      map[string]string{webhook.LabelWorkflow: "wf-" + name, webhook.LabelCompleted: "false"},
-			Annotations: map[string]string{webhook.AnnotationNodeID: name + "-id"},
+			Labels:      map[string]string{rules.LabelWorkflow: "wf-" + name, rules.LabelCompleted: "false"},
+			Annotations: map[string]string{rules.AnnotationNodeID: name + "-id"},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "wf-" + name, UID: types.UID("uid-" + name),
 			}},

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -169,7 +170,7 @@ func (c *podCache) waitCached(t *testing.T, pods ...*corev1.Pod) {
 	defer c.gate.closed.Store(false)
 	for _, pod := range pods {
 		require.Eventually(t, func() bool {
-			got, err := c.PodForNode(context.Background(), pod.Namespace, pod.Labels[webhook.LabelWorkflow], pod.Annotations[webhook.AnnotationNodeID])
+			got, err := c.PodForNode(context.Background(), pod.Namespace, pod.Labels[rules.LabelWorkflow], pod.Annotations[rules.AnnotationNodeID])
 			return err == nil && got != nil && got.Name == pod.Name
 		}, 10*time.Second, 20*time.Millisecond, "cache holds pod %s/%s", pod.Namespace, pod.Name)
 	}
@@ -224,7 +225,7 @@ func testPodCacheAnswers(t *testing.T, mode string, opts webhook.PodCacheOptions
 		require.NotEmpty(t, lists, "the initial list in pages")
 		for i, q := range lists {
 			assert.Equal(t, i > 0, q.Get("continue") != "", "page %d continues the list", i)
-			assert.Equal(t, webhook.LabelWorkflow, q.Get("labelSelector"), "page %d: workflow pods only", i)
+			assert.Equal(t, rules.LabelWorkflow, q.Get("labelSelector"), "page %d: workflow pods only", i)
 		}
 		if opts.DisableWatchList {
 			assert.GreaterOrEqual(t, len(lists), 2, "pages of 2 for at least the test's 4 pods")
@@ -292,7 +293,7 @@ func testPodCacheAnswers(t *testing.T, mode string, opts webhook.PodCacheOptions
 				assert.Nil(t, pod)
 			} else if assert.NotNil(t, pod) {
 				assert.Equal(t, tc.want.pod, pod.Name)
-				assert.Equal(t, webhook.PodFacts(created[tc.want.pod]), pod, "the facts of the pod the API server holds")
+				assert.Equal(t, rules.PodFacts(created[tc.want.pod]), pod, "the facts of the pod the API server holds")
 			}
 			assert.Equal(t, tc.wantDirects, direct.calls.Load(), "reads that reached the direct reader")
 		})
@@ -311,7 +312,7 @@ func TestPodCacheIndexFollowsTheNodeIDAnnotation(t *testing.T) {
 	pods.waitCached(t, pod)
 	moved := sibling(n, "6666666666")
 	before := pod.DeepCopy()
-	pod.Annotations[webhook.AnnotationNodeID] = moved.id
+	pod.Annotations[rules.AnnotationNodeID] = moved.id
 	require.NoError(t, admin.Patch(ctx, pod, client.MergeFrom(before)))
 	pods.waitCached(t, pod)
 

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // famPod is the pod of a node as the kubelet left it: its phase, its main and (for container
@@ -88,7 +88,7 @@ func (c famCase) create(t *testing.T, ns, name string) node {
 	if c.completion {
 		status["taskResultsCompletionStatus"] = map[string]any{n.id: false}
 	}
-	labels := map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: c.phase}
+	labels := map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: c.phase}
 	for k, v := range c.labels {
 		labels[k] = v
 	}
@@ -105,8 +105,8 @@ func (c famCase) create(t *testing.T, ns, name string) node {
 	if p := c.pod; p != nil {
 		pod = &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: n.pod, Namespace: ns,
-				Labels:          map[string]string{webhook.LabelWorkflow: n.workflow, webhook.LabelCompleted: "false"},
-				Annotations:     map[string]string{webhook.AnnotationNodeID: n.id},
+				Labels:          map[string]string{rules.LabelWorkflow: n.workflow, rules.LabelCompleted: "false"},
+				Annotations:     map[string]string{rules.AnnotationNodeID: n.id},
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: n.workflow, UID: n.wfUID}}},
 			Spec: corev1.PodSpec{ServiceAccountName: p.sa,
 				Containers: []corev1.Container{{Name: "main", Image: "quay.io/argoproj/argoexec:v3.5.4", Command: []string{"argoexec", "resource", "get"}}}},
@@ -172,59 +172,59 @@ func familyCases() map[string]famCase {
 		"12985": {shape: "controller v3.5.4, argoexec v3.5.4 resource template with outputs: Succeeded, completed=false",
 			phase: "Succeeded", node: map[string]any{"phase": "Succeeded", "finishedAt": ago(5 * time.Minute)}, completion: true,
 			pod: resourcePod(corev1.PodSucceeded, exited(0, "Completed", 5*time.Minute)), result: falseWithOutputs,
-			cause: webhook.Cause12985, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause: rules.Cause12985, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r1": {shape: "controller v3.5.8, argoexec v3.4.9 mid-upgrade: the result has no label and is owned by its Pod",
 			phase: "Running", node: map[string]any{"phase": "Running"}, completion: true,
 			pod: succeededWaitPod(), result: &famResult{outputs: true, podOwned: true},
-			cause: webhook.CauseR1, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause: rules.CauseR1, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r2": {shape: "controller v3.5.10, the executor's account may not write task results: argoexec fell back to pod annotations",
 			phase: "Running", node: map[string]any{"phase": "Running"}, completion: true,
 			pod: &famPod{phase: corev1.PodSucceeded, wait: ptr(exited(0, "Completed", 5*time.Minute)), main: exited(0, "Completed", 5*time.Minute),
-				sa: familyNoRBAC, annotations: map[string]string{webhook.AnnotationOutputs: `{"parameters":[{"name":"p","value":"v"}]}`}},
-			cause: webhook.CauseR2, verdict: repair.VerdictManual, next: "fix RBAC for " + familyNS + "/" + familyNoRBAC + ", then run repair"},
+				sa: familyNoRBAC, annotations: map[string]string{rules.AnnotationOutputs: `{"parameters":[{"name":"p","value":"v"}]}`}},
+			cause: rules.CauseR2, verdict: repair.VerdictManual, next: "fix RBAC for " + familyNS + "/" + familyNoRBAC + ", then run repair"},
 		"r3": {shape: "controller v3.5.10: the wait container was OOMKilled before FinalizeOutput",
 			phase: "Running", node: map[string]any{"phase": "Failed", "finishedAt": ago(5 * time.Minute)}, completion: true,
 			pod: waitPod(corev1.PodFailed, exited(137, "OOMKilled", 5*time.Minute), exited(0, "Completed", 6*time.Minute)), result: placeholder,
-			cause: webhook.CauseR3, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause: rules.CauseR3, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r4": {shape: "controller v3.5.10: the pod was evicted and deleted with the result \"false\"",
 			phase: "Running", node: map[string]any{"phase": "Error", "message": "pod deleted", "finishedAt": ago(15 * time.Minute)}, completion: true,
 			result: placeholder,
-			cause:  webhook.CauseR4, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause:  rules.CauseR4, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r4-recent": {shape: "controller v3.5.10: the pod was preempted 3 minutes ago, under the 10m orphan grace",
 			phase: "Running", node: map[string]any{"phase": "Error", "message": "pod deleted", "finishedAt": ago(3 * time.Minute)}, completion: true,
 			result: placeholder,
-			cause:  webhook.CauseR4, verdict: repair.VerdictWait, next: "will repair after "},
+			cause:  rules.CauseR4, verdict: repair.VerdictWait, next: "will repair after "},
 		"r1-gone": {shape: "controller v3.5.8, argoexec v3.4.9: the Pod-owned result outlived its deleted pod",
 			phase: "Running", node: map[string]any{"phase": "Error", "message": "pod deleted", "finishedAt": ago(15 * time.Minute)}, completion: true,
 			pod: succeededWaitPod(), podDeleted: true, result: &famResult{outputs: true, podOwned: true},
-			cause: webhook.CauseR1, verdict: repair.VerdictSkip, next: "the garbage collector deletes it with its pod, then repair creates it"},
+			cause: rules.CauseR1, verdict: repair.VerdictSkip, next: "the garbage collector deletes it with its pod, then repair creates it"},
 		"r5": {shape: "controller v3.6.x: the wait exited 0 but FinalizeOutput gave up",
 			phase: "Running", node: map[string]any{"phase": "Running"}, completion: true,
 			pod: succeededWaitPod(), result: falseWithOutputs,
-			cause: webhook.CauseR5, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause: rules.CauseR5, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r6": {shape: "controller v4.x: a resource template's main failed before its deferred FinalizeOutput (taskResultSynced false)",
 			phase: "Running", node: map[string]any{"phase": "Failed", "taskResultSynced": false},
 			pod: resourcePod(corev1.PodFailed, exited(1, "Error", 5*time.Minute)), result: placeholder,
-			cause: webhook.CauseR6, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
+			cause: rules.CauseR6, verdict: repair.VerdictRepair, next: "repair --apply sets the label", repaired: true},
 		"r7": {shape: "controller v3.7.6: the pod Failed (node lost) while its wait container never terminated",
 			phase: "Running", node: map[string]any{"phase": "Running", "taskResultSynced": false},
 			pod: waitPod(corev1.PodFailed, running(), exited(0, "Completed", 5*time.Minute)), result: placeholder,
-			cause: webhook.CauseR7, verdict: repair.VerdictManual, next: "or upgrade to ≥3.6.16/3.7.7"},
+			cause: rules.CauseR7, verdict: repair.VerdictManual, next: "or upgrade to ≥3.6.16/3.7.7"},
 		"r8": {shape: "controller v3.7.1: the result is \"true\" but the outputs-not-yet-set hold keeps the node Running",
 			phase: "Running", node: map[string]any{"phase": "Running", "taskResultSynced": true},
 			pod: succeededWaitPod(), result: &famResult{label: "true", outputs: true},
-			cause: webhook.CauseR8, verdict: repair.VerdictManual, next: "upgrade to ≥3.7.2"},
+			cause: rules.CauseR8, verdict: repair.VerdictManual, next: "upgrade to ≥3.7.2"},
 		"r9": {shape: "controller v3.7.x with an instanceID: the result was deleted, taskResultSynced stays false",
 			phase: "Running", node: map[string]any{"phase": "Running", "taskResultSynced": false},
-			labels: map[string]string{webhook.LabelControllerInstanceID: "team-a"}, pod: succeededWaitPod(),
-			cause: webhook.CauseR9, verdict: repair.VerdictRepair, next: "repair --apply creates the task result", repaired: true},
+			labels: map[string]string{rules.LabelControllerInstanceID: "team-a"}, pod: succeededWaitPod(),
+			cause: rules.CauseR9, verdict: repair.VerdictRepair, next: "repair --apply creates the task result", repaired: true},
 		"r10": {shape: "controller v3.5.6, workflow started before v3.5.3: no result and no completion entry",
 			phase: "Running", node: map[string]any{"phase": "Running"}, pod: succeededWaitPod(),
-			cause: webhook.CauseR10, verdict: repair.VerdictRepair, next: "repair --apply creates the task result", repaired: true},
+			cause: rules.CauseR10, verdict: repair.VerdictRepair, next: "repair --apply creates the task result", repaired: true},
 		"r11": {shape: "controller v4.0.6 (argo-workflows#15034): the StepGroup stays Running after its child Succeeded",
 			phase: "Running", node: map[string]any{"phase": "Succeeded", "taskResultSynced": true, "finishedAt": ago(5 * time.Minute)}, parents: true,
 			pod: succeededWaitPod(), result: &famResult{label: "true", outputs: true},
-			cause: webhook.CauseR11, verdict: repair.VerdictManual, next: "not a task-result problem: see argo-workflows#15034"},
+			cause: rules.CauseR11, verdict: repair.VerdictManual, next: "not a task-result problem: see argo-workflows#15034"},
 		"busy": {shape: "any version: a resource pod still running, its placeholder result \"false\": not stuck",
 			phase: "Running", node: map[string]any{"phase": "Running"}, pod: resourcePod(corev1.PodRunning, running()), result: placeholder},
 	}
@@ -288,8 +288,8 @@ func TestRepairDiagnosesEveryCauseOfTheFamily(t *testing.T) {
 	}
 	assert.Contains(t, rows[nodes["r7"].workflow].NextStep, "delete pod "+nodes["r7"].pod)
 	assert.Empty(t, rows[nodes["r11"].workflow].Node, "R11 is about the workflow, not a node")
-	for _, cause := range []string{webhook.Cause12985, webhook.CauseR1, webhook.CauseR2, webhook.CauseR3, webhook.CauseR4, webhook.CauseR5,
-		webhook.CauseR6, webhook.CauseR7, webhook.CauseR8, webhook.CauseR9, webhook.CauseR10, webhook.CauseR11} {
+	for _, cause := range []string{rules.Cause12985, rules.CauseR1, rules.CauseR2, rules.CauseR3, rules.CauseR4, rules.CauseR5,
+		rules.CauseR6, rules.CauseR7, rules.CauseR8, rules.CauseR9, rules.CauseR10, rules.CauseR11} {
 		assert.NotZero(t, sum.Causes[cause].Rows, "a workflow of cause %s", cause)
 	}
 	assertFamilyUntouched(t, cases, nodes, func(string) bool { return false })
@@ -327,20 +327,20 @@ func TestRepairDiagnosesEveryCauseOfTheFamily(t *testing.T) {
 				reasons = append(reasons, e.Reason)
 			}
 		}
-		wantReason := webhook.ReasonTaskResultRepaired
+		wantReason := rules.ReasonTaskResultRepaired
 		if c.result == nil {
-			wantReason = webhook.ReasonTaskResultCreated
+			wantReason = rules.ReasonTaskResultCreated
 		}
 		assert.Equal(t, []string{wantReason}, reasons, "%s: one Event on its Workflow", name)
 		tr := getTaskResult(t, familyNS, nodes[name].id)
 		require.NotNil(t, tr, "%s: its task result exists", name)
-		assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], name)
+		assert.Equal(t, "true", tr.GetLabels()[rules.LabelReportOutputsCompleted], name)
 		if c.result == nil {
 			// Created as Argo's executor creates it: named after the node, labelled with the
 			// workflow (and its controller instance), owned by the Workflow, complete.
-			want := map[string]string{webhook.LabelWorkflow: nodes[name].workflow, webhook.LabelReportOutputsCompleted: "true"}
-			if id := c.labels[webhook.LabelControllerInstanceID]; id != "" {
-				want[webhook.LabelControllerInstanceID] = id
+			want := map[string]string{rules.LabelWorkflow: nodes[name].workflow, rules.LabelReportOutputsCompleted: "true"}
+			if id := c.labels[rules.LabelControllerInstanceID]; id != "" {
+				want[rules.LabelControllerInstanceID] = id
 			}
 			assert.Equal(t, want, tr.GetLabels(), name)
 			assert.Equal(t, []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: nodes[name].workflow, UID: nodes[name].wfUID}},
@@ -387,14 +387,14 @@ func TestRepairDiagnosesEveryCauseOfTheFamily(t *testing.T) {
 	}, 15*time.Second, 100*time.Millisecond, "the RBAC fix reaches the authorizer")
 	sum, out, _ = runFamily(true, "json")
 	got := byWorkflow(rowsOf(t, out))[r2.workflow]
-	assert.Equal(t, webhook.CauseR2, got.Cause, got.Reason)
+	assert.Equal(t, rules.CauseR2, got.Cause, got.Reason)
 	assert.Equal(t, repair.VerdictRepaired, got.Verdict, got.Reason)
 	assert.Contains(t, got.Reason, "may write task results now")
 	assert.Equal(t, 1, sum.Repaired, "R2's result, and nothing else: the rest was repaired before")
 	assert.Zero(t, sum.Repair)
 	tr := getTaskResult(t, familyNS, r2.id)
 	require.NotNil(t, tr, "R2's task result was created")
-	assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted])
+	assert.Equal(t, "true", tr.GetLabels()[rules.LabelReportOutputsCompleted])
 }
 
 // assertFamilyUntouched checks each case's task result is as created unless written(name):
@@ -411,7 +411,7 @@ func assertFamilyUntouched(t *testing.T, cases map[string]famCase, nodes map[str
 			continue
 		}
 		require.NotNil(t, tr, name)
-		v, labelled := tr.GetLabels()[webhook.LabelReportOutputsCompleted]
+		v, labelled := tr.GetLabels()[rules.LabelReportOutputsCompleted]
 		assert.Equal(t, c.result.label != "", labelled, name)
 		assert.Equal(t, c.result.label, v, "%s: label unchanged", name)
 	}
@@ -487,7 +487,7 @@ func TestRepairCreatesOnlyWhatIsStillMissing(t *testing.T) {
 	for _, n := range []node{between, during} {
 		tr := getTaskResult(t, ns, n.id)
 		require.NotNil(t, tr)
-		assert.Equal(t, "false", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "%s: the executor's result is left as it wrote it", n.workflow)
+		assert.Equal(t, "false", tr.GetLabels()[rules.LabelReportOutputsCompleted], "%s: the executor's result is left as it wrote it", n.workflow)
 		params, _, _ := unstructured.NestedSlice(tr.Object, "outputs", "parameters")
 		assert.Len(t, params, 1, "%s: its outputs kept", n.workflow)
 	}

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/repair"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 const repairNS = "repair"
@@ -84,7 +84,7 @@ func (s stuckShape) create(t *testing.T, now time.Time) node {
 	tr := taskResult(ns, n, label, resourceOutputs("x"))
 	if s.noWorkflow {
 		l := tr.GetLabels()
-		delete(l, webhook.LabelWorkflow)
+		delete(l, rules.LabelWorkflow)
 		tr.SetLabels(l)
 	}
 	// Created while no webhook is registered: stuck as it was before the webhook was installed.
@@ -100,7 +100,7 @@ func createWorkflow(t *testing.T, ns string, n node, phase string, nodes map[str
 	wf := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": n.workflow, "namespace": ns,
-			"labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: phase}},
+			"labels": map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: phase}},
 		"spec":   map[string]any{"entrypoint": "main"},
 		"status": map[string]any{"phase": phase, "nodes": nodes},
 	}}
@@ -160,20 +160,20 @@ func TestRepairPatchesExactlyTheSafeShapes(t *testing.T) {
 		repair  bool   // repaired by the first --apply
 	}{
 		"resource pod terminated long ago": {stuckShape{name: "r-old", pod: "terminated", terminatedAgo: 5 * time.Minute},
-			webhook.Cause12985, repair.VerdictRepair, "repair --apply sets the label", true},
+			rules.Cause12985, repair.VerdictRepair, "repair --apply sets the label", true},
 		"resource pod still running": {stuckShape{name: "r-running", pod: "running"}, "", "", "", false},
 		"resource pod terminated just now": {stuckShape{name: "r-recent", pod: "terminated", terminatedAgo: 30 * time.Second},
-			webhook.Cause12985, repair.VerdictWait, "will repair after 1m", false},
+			rules.Cause12985, repair.VerdictWait, "will repair after 1m", false},
 		"wait-container pod terminated": {stuckShape{name: "w-old", wait: true, pod: "terminated", terminatedAgo: 3 * time.Minute},
-			webhook.CauseR5, repair.VerdictRepair, "repair --apply sets the label", true},
+			rules.CauseR5, repair.VerdictRepair, "repair --apply sets the label", true},
 		"pod gone recently": {stuckShape{name: "gone-recent", nodeFinishedAt: time.Minute},
-			webhook.CauseR4, repair.VerdictWait, "will repair after ", false},
+			rules.CauseR4, repair.VerdictWait, "will repair after ", false},
 		"pod gone long ago": {stuckShape{name: "gone-old", nodeFinishedAt: 11 * time.Minute},
-			webhook.CauseR4, repair.VerdictRepair, "repair --apply sets the label", true},
+			rules.CauseR4, repair.VerdictRepair, "repair --apply sets the label", true},
 		"label already true": {stuckShape{name: "done", pod: "terminated", terminatedAgo: time.Hour, label: "true"},
-			webhook.CauseR8, repair.VerdictManual, "upgrade to ≥3.7.2", false},
+			rules.CauseR8, repair.VerdictManual, "upgrade to ≥3.7.2", false},
 		"missing workflow label": {stuckShape{name: "orphan", pod: "terminated", terminatedAgo: time.Hour, noWorkflow: true},
-			webhook.Cause12985, repair.VerdictSkip, "check by hand", false},
+			rules.Cause12985, repair.VerdictSkip, "check by hand", false},
 	}
 	nodes := map[string]node{}
 	for name, s := range shapes {
@@ -272,7 +272,7 @@ func TestRepairNeverOverwritesAConcurrentWrite(t *testing.T) {
 	require.NoError(t, admin.Get(ctx, clientKey(ns, n.id), u))
 	params, _, _ := unstructured.NestedSlice(u.Object, "outputs", "parameters")
 	assert.Equal(t, []any{map[string]any{"name": "a", "value": "2"}}, params, "the concurrent write survived")
-	assert.Equal(t, "true", u.GetLabels()[webhook.LabelReportOutputsCompleted])
+	assert.Equal(t, "true", u.GetLabels()[rules.LabelReportOutputsCompleted])
 }
 
 // updateWorkflow reads Workflow ns/name, applies change and writes it back (the Workflow CRD
@@ -331,8 +331,8 @@ func TestRepairFlipsNothingBetweenARetryAndItsNewAttempt(t *testing.T) {
 	// deletes the failed Pod node from status.nodes (the controller re-creates it, same ID).
 	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
 		labels := wf.GetLabels()
-		delete(labels, webhook.LabelCompleted)
-		labels[webhook.LabelPhase] = "Running"
+		delete(labels, rules.LabelCompleted)
+		labels[rules.LabelPhase] = "Running"
 		wf.SetLabels(labels)
 		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "phase"))
 		unstructured.RemoveNestedField(wf.Object, "status", "finishedAt")
@@ -411,8 +411,8 @@ func retryWorkflow(t *testing.T, ns string, n node) {
 	t.Helper()
 	updateWorkflow(t, ns, n.workflow, func(wf *unstructured.Unstructured) {
 		labels := wf.GetLabels()
-		delete(labels, webhook.LabelCompleted)
-		labels[webhook.LabelPhase] = "Running"
+		delete(labels, rules.LabelCompleted)
+		labels[rules.LabelPhase] = "Running"
 		wf.SetLabels(labels)
 		require.NoError(t, unstructured.SetNestedField(wf.Object, "Running", "status", "phase"))
 		require.NoError(t, unstructured.SetNestedField(wf.Object, time.Now().UTC().Format(time.RFC3339), "status", "startedAt"))
@@ -489,7 +489,7 @@ func TestRepairConfirmsOnFreshFactsAndFlipsNothingARetryChanged(t *testing.T) {
 		string(podsDeletedPod.UID)+" -> (none); now: "), rows[podsDeleted.id].Reason)
 	assert.Contains(t, rows[podsDeleted.id].Reason, "pod gone; node finished ",
 		"would be repaired by branch (b) now, but its pod went between the passes")
-	assert.Equal(t, webhook.CauseR4, rows[podsDeleted.id].Cause, "diagnosed afresh: the pod is gone")
+	assert.Equal(t, rules.CauseR4, rows[podsDeleted.id].Cause, "diagnosed afresh: the pod is gone")
 	assert.Equal(t, repair.VerdictSkip, rows[midRetry.id].Verdict)
 	assert.Contains(t, rows[midRetry.id].Reason, "facts changed during the confirmation delay: workflow phase Failed -> Running, workflow startedAt ")
 	assert.Contains(t, rows[midRetry.id].Reason, "node phase Failed -> Pending")

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -114,7 +115,7 @@ func TestServerSideDryRunShowsThePatchAndPersistsNothing(t *testing.T) {
 	executor, _ := clientAs(t, executorSA, n.pod)
 	tr := taskResult(argoNS, n, "false", resourceOutputs("x"))
 	require.NoError(t, executor.Create(context.Background(), tr, client.DryRunAll))
-	assert.Equal(t, "true", tr.GetLabels()[webhook.LabelReportOutputsCompleted], "the dry-run response carries the corrected label")
+	assert.Equal(t, "true", tr.GetLabels()[rules.LabelReportOutputsCompleted], "the dry-run response carries the corrected label")
 
 	err := admin.Get(context.Background(), client.ObjectKey{Namespace: argoNS, Name: n.id}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult"}})
 	assert.True(t, apierrors.IsNotFound(err), "nothing persisted: %v", err)

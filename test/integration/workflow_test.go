@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // runningWorkflow creates a Workflow with one resource Pod node, as the controller has it while the
@@ -27,7 +27,7 @@ func runningWorkflow(t *testing.T, suffix string) (*unstructured.Unstructured, n
 		"metadata": map[string]any{
 			"name":      n.workflow,
 			"namespace": argoNS,
-			"labels":    map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: "Running"},
+			"labels":    map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: "Running"},
 		},
 		"spec": map[string]any{"entrypoint": "main", "templates": []any{map[string]any{"name": "main",
 			"resource": map[string]any{"action": "create", "manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: cm-\n"},
@@ -52,7 +52,7 @@ func runningWorkflow(t *testing.T, suffix string) (*unstructured.Unstructured, n
 // #12985: phase Succeeded, node Succeeded, completed still "false", finishedAt null.
 func toStuckShape(wf *unstructured.Unstructured, n node) {
 	labels := wf.GetLabels()
-	labels[webhook.LabelPhase] = "Succeeded"
+	labels[rules.LabelPhase] = "Succeeded"
 	wf.SetLabels(labels)
 	st := wf.Object["status"].(map[string]any)
 	st["phase"] = "Succeeded"
@@ -109,8 +109,8 @@ func TestControllerUpdateInStuckShapeIsCompleted(t *testing.T) {
 	require.NoError(t, controller.Update(context.Background(), wf))
 
 	got := getWorkflow(t, n.workflow)
-	assert.Equal(t, "true", got.GetLabels()[webhook.LabelCompleted])
-	assert.Equal(t, "Succeeded", got.GetLabels()[webhook.LabelPhase])
+	assert.Equal(t, "true", got.GetLabels()[rules.LabelCompleted])
+	assert.Equal(t, "Succeeded", got.GetLabels()[rules.LabelPhase])
 	finishedAt, _, _ := unstructured.NestedString(got.Object, "status", "finishedAt")
 	assert.Equal(t, "2024-04-26T10:50:41Z", finishedAt)
 	conditions, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
@@ -137,7 +137,7 @@ func TestControllerUpdatesOutsideTheStuckShapeAreUntouched(t *testing.T) {
 		},
 		"the phase label differs from status.phase": func(wf *unstructured.Unstructured, n node) {
 			l := wf.GetLabels()
-			l[webhook.LabelPhase] = "Failed"
+			l[rules.LabelPhase] = "Failed"
 			wf.SetLabels(l)
 		},
 	}
@@ -156,7 +156,7 @@ func TestControllerUpdatesOutsideTheStuckShapeAreUntouched(t *testing.T) {
 			declined := scrape(t, enforce.Metrics, workflowDeclinedSeries)
 			require.NoError(t, controller.Update(context.Background(), wf))
 			got := getWorkflow(t, n.workflow)
-			assert.Equal(t, "false", got.GetLabels()[webhook.LabelCompleted])
+			assert.Equal(t, "false", got.GetLabels()[rules.LabelCompleted])
 			// The webhook was called and declined: the update was not merely filtered away.
 			assert.GreaterOrEqual(t, scrape(t, enforce.Metrics, workflowDeclinedSeries)-declined, 1.0, "the webhook decided this update")
 			done, _, _ := unstructured.NestedBool(got.Object, "status", "taskResultsCompletionStatus", n.id)
@@ -174,8 +174,8 @@ func TestRunningShapeOfNewerControllersIsUntouched(t *testing.T) {
 	wf.Object["status"].(map[string]any)["progress"] = "0/1"
 	require.NoError(t, controller.Update(context.Background(), wf))
 	got := getWorkflow(t, n.workflow)
-	assert.Equal(t, "false", got.GetLabels()[webhook.LabelCompleted])
-	assert.Equal(t, "Running", got.GetLabels()[webhook.LabelPhase])
+	assert.Equal(t, "false", got.GetLabels()[rules.LabelCompleted])
+	assert.Equal(t, "Running", got.GetLabels()[rules.LabelPhase])
 }
 
 func TestRetryThatRemovesTheCompletedLabelKeepsItRemoved(t *testing.T) {
@@ -186,19 +186,19 @@ func TestRetryThatRemovesTheCompletedLabelKeepsItRemoved(t *testing.T) {
 	toStuckShape(wf, n)
 	require.NoError(t, controller.Update(context.Background(), wf))
 	wf = getWorkflow(t, n.workflow)
-	require.Equal(t, "true", wf.GetLabels()[webhook.LabelCompleted], "precondition: completed by B2")
+	require.Equal(t, "true", wf.GetLabels()[rules.LabelCompleted], "precondition: completed by B2")
 
 	// argo retry (server, as argo-server): remove completed and archiving labels, phase Running.
 	labels := wf.GetLabels()
-	delete(labels, webhook.LabelCompleted)
-	labels[webhook.LabelPhase] = "Running"
+	delete(labels, rules.LabelCompleted)
+	labels[rules.LabelPhase] = "Running"
 	wf.SetLabels(labels)
 	st := wf.Object["status"].(map[string]any)
 	st["phase"] = "Running"
 	st["finishedAt"] = nil
 	require.NoError(t, controller.Update(context.Background(), wf))
 	got := getWorkflow(t, n.workflow)
-	_, has := got.GetLabels()[webhook.LabelCompleted]
+	_, has := got.GetLabels()[rules.LabelCompleted]
 	assert.False(t, has, "the completed label stays removed")
 }
 
@@ -255,7 +255,7 @@ func TestB2WaitsUntilNoOutputCanBeLost(t *testing.T) {
 			declined := scrape(t, enforce.Metrics, workflowDeclinedSeries)
 			require.NoError(t, controller.Update(context.Background(), wf))
 			got := getWorkflow(t, n.workflow)
-			assert.Equal(t, tc.wantCompleted, got.GetLabels()[webhook.LabelCompleted])
+			assert.Equal(t, tc.wantCompleted, got.GetLabels()[rules.LabelCompleted])
 			if tc.wantCompleted == "false" {
 				assert.GreaterOrEqual(t, scrape(t, enforce.Metrics, workflowDeclinedSeries)-declined, 1.0, "the webhook was called and declined")
 			}
@@ -281,13 +281,13 @@ func TestB2CompletesOnceTheLateOutputsReachTheNode(t *testing.T) {
 	toStuckShape(wf, n)
 	require.NoError(t, controller.Update(context.Background(), wf))
 	wf = getWorkflow(t, n.workflow)
-	require.Equal(t, "false", wf.GetLabels()[webhook.LabelCompleted], "declined while the outputs are not on the node")
+	require.Equal(t, "false", wf.GetLabels()[rules.LabelCompleted], "declined while the outputs are not on the node")
 
 	// The controller's task-result informer catches up: taskResultReconciliation merges them.
 	require.NoError(t, unstructured.SetNestedField(wf.Object, late, "status", "nodes", n.id, "outputs"))
 	require.NoError(t, controller.Update(context.Background(), wf))
 	got := getWorkflow(t, n.workflow)
-	assert.Equal(t, "true", got.GetLabels()[webhook.LabelCompleted])
+	assert.Equal(t, "true", got.GetLabels()[rules.LabelCompleted])
 	outputs, _, _ := unstructured.NestedMap(got.Object, "status", "nodes", n.id, "outputs")
 	assert.Equal(t, late, outputs, "the late outputs are on the node")
 }

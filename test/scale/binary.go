@@ -25,6 +25,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
@@ -194,7 +195,7 @@ func taskResultReview(i int, n node) ([]byte, error) {
 				"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 				"metadata": map[string]any{
 					"name": n.id, "namespace": namespace,
-					"labels": map[string]any{webhook.LabelWorkflow: n.workflow, webhook.LabelReportOutputsCompleted: "false"},
+					"labels": map[string]any{rules.LabelWorkflow: n.workflow, rules.LabelReportOutputsCompleted: "false"},
 					"ownerReferences": []any{map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 						"name": n.workflow, "uid": n.workflowUID}},
 				},

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
 // The cluster the run builds: Argo workflow pods in one namespace, podsPerWorkflow per workflow.
@@ -94,9 +94,9 @@ func argoPod(i int, template string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      n.pod,
 			Namespace: namespace,
-			Labels:    map[string]string{webhook.LabelWorkflow: n.workflow, webhook.LabelCompleted: "false"},
+			Labels:    map[string]string{rules.LabelWorkflow: n.workflow, rules.LabelCompleted: "false"},
 			Annotations: map[string]string{
-				webhook.AnnotationNodeID:                  n.id,
+				rules.AnnotationNodeID:                    n.id,
 				"workflows.argoproj.io/node-name":         n.workflow + "[0].shard(7)",
 				"kubectl.kubernetes.io/default-container": "main",
 			},

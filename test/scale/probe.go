@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
@@ -69,7 +70,7 @@ func probeMain(args []string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	var lookup func(ctx context.Context, n node) (*webhook.Pod, error)
+	var lookup func(ctx context.Context, n node) (*rules.Pod, error)
 	start := time.Now()
 	switch *which {
 	case cacheOurs:
@@ -81,7 +82,7 @@ func probeMain(args []string) error {
 		if !c.WaitForCacheSync(ctx) {
 			return errors.New("cache did not sync")
 		}
-		lookup = func(ctx context.Context, n node) (*webhook.Pod, error) {
+		lookup = func(ctx context.Context, n node) (*rules.Pod, error) {
 			return c.PodForNode(ctx, namespace, n.workflow, n.id)
 		}
 	case cacheUntrimmed:
@@ -135,12 +136,12 @@ const untrimmedIndex = "nodeID"
 // startUntrimmed starts a controller-runtime cache of whole workflow pods, indexed by node ID,
 // waits for it to sync and returns its lookup: a List through the index and the workflow label,
 // then PodFacts of the match (as webhook.PodCache did over controller-runtime's cache).
-func startUntrimmed(ctx context.Context, cfg *rest.Config) (func(context.Context, node) (*webhook.Pod, error), error) {
+func startUntrimmed(ctx context.Context, cfg *rest.Config) (func(context.Context, node) (*rules.Pod, error), error) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	req, err := labels.NewRequirement(webhook.LabelWorkflow, selection.Exists, nil)
+	req, err := labels.NewRequirement(rules.LabelWorkflow, selection.Exists, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +152,7 @@ func startUntrimmed(ctx context.Context, cfg *rest.Config) (func(context.Context
 		return nil, err
 	}
 	if err := c.IndexField(ctx, &corev1.Pod{}, untrimmedIndex, func(o client.Object) []string {
-		if id := o.GetAnnotations()[webhook.AnnotationNodeID]; id != "" {
+		if id := o.GetAnnotations()[rules.AnnotationNodeID]; id != "" {
 			return []string{id}
 		}
 		return nil
@@ -162,15 +163,15 @@ func startUntrimmed(ctx context.Context, cfg *rest.Config) (func(context.Context
 	if !c.WaitForCacheSync(ctx) {
 		return nil, errors.New("cache did not sync")
 	}
-	return func(ctx context.Context, n node) (*webhook.Pod, error) {
+	return func(ctx context.Context, n node) (*rules.Pod, error) {
 		var list corev1.PodList
 		if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{untrimmedIndex: n.id},
-			client.MatchingLabels{webhook.LabelWorkflow: n.workflow}); err != nil {
+			client.MatchingLabels{rules.LabelWorkflow: n.workflow}); err != nil {
 			return nil, err
 		}
 		for i := range list.Items {
-			if list.Items[i].Annotations[webhook.AnnotationNodeID] == n.id {
-				return webhook.PodFacts(&list.Items[i]), nil
+			if list.Items[i].Annotations[rules.AnnotationNodeID] == n.id {
+				return rules.PodFacts(&list.Items[i]), nil
 			}
 		}
 		return nil, nil

@@ -32,8 +32,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/controlplane"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 // The cluster `make repair-scale` builds: repairWorkflows workflows of podsPerWorkflow Pod nodes
@@ -407,7 +407,7 @@ func workflowObject(w int, now time.Time) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": name, "namespace": namespace,
-			"labels": map[string]any{webhook.LabelCompleted: completed, webhook.LabelPhase: phase,
+			"labels": map[string]any{rules.LabelCompleted: completed, rules.LabelPhase: phase,
 				"workflows.argoproj.io/creator": "system-serviceaccount-argo-argo-server"},
 			"annotations": map[string]any{"workflows.argoproj.io/pod-name-format": "v2"}},
 		"spec":   map[string]any{"entrypoint": "main", "arguments": map[string]any{}, "templates": templates},
@@ -422,7 +422,7 @@ func taskResultObject(i int, workflowUID types.UID, label string) *unstructured.
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
 		"metadata": map[string]any{"name": n.id, "namespace": namespace,
-			"labels": map[string]any{webhook.LabelWorkflow: n.workflow, webhook.LabelReportOutputsCompleted: label},
+			"labels": map[string]any{rules.LabelWorkflow: n.workflow, rules.LabelReportOutputsCompleted: label},
 			"ownerReferences": []any{map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 				"name": n.workflow, "uid": string(workflowUID)}}},
 		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "result", "value": "42",

@@ -17,12 +17,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/tidwall/gjson"
 
+	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 type noPods struct{}
 
-func (noPods) PodForNode(context.Context, string, string, string) (*webhook.Pod, error) {
+func (noPods) PodForNode(context.Context, string, string, string) (*rules.Pod, error) {
 	return nil, nil
 }
 
@@ -43,7 +44,7 @@ func review(n int) []byte {
 		done[id] = i != 0
 	}
 	obj := map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-		"metadata": map[string]any{"name": wf, "namespace": "argo", "labels": map[string]any{webhook.LabelCompleted: "false", webhook.LabelPhase: "Succeeded"}},
+		"metadata": map[string]any{"name": wf, "namespace": "argo", "labels": map[string]any{rules.LabelCompleted: "false", rules.LabelPhase: "Succeeded"}},
 		"spec":     map[string]any{"entrypoint": "main"},
 		"status":   map[string]any{"phase": "Succeeded", "finishedAt": nil, "nodes": nodes, "taskResultsCompletionStatus": done}}
 	b, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": map[string]any{
@@ -61,7 +62,7 @@ func BenchmarkReaders(b *testing.B) {
 	body := review(1700)
 	b.Logf("review: %d bytes", len(body))
 	h := webhook.NewWorkflowHandler(webhook.HandlerOptions{Pods: noPods{}, Log: logr.Discard(),
-		Workflow: webhook.WorkflowConfig{ControllerUsernames: []string{"system:serviceaccount:argo:argo"}}})
+		Workflow: rules.WorkflowConfig{ControllerUsernames: []string{"system:serviceaccount:argo:argo"}}})
 	b.Run("handler (ours, whole body checked)", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
@@ -93,7 +94,7 @@ func BenchmarkReaders(b *testing.B) {
 			})
 			done := map[string]bool{}
 			obj.Get("status.taskResultsCompletionStatus").ForEach(func(k, v gjson.Result) bool { done[k.String()] = v.Bool(); return true })
-			if len(nodes) != 1700 || labels[webhook.LabelCompleted] != "false" {
+			if len(nodes) != 1700 || labels[rules.LabelCompleted] != "false" {
 				b.Fatal("wrong read")
 			}
 		}
@@ -134,7 +135,7 @@ func BenchmarkReaders(b *testing.B) {
 				nodes[string(k)] = n
 				return nil
 			}, "status", "nodes")
-			if len(nodes) != 1700 || labels[webhook.LabelCompleted] != "false" {
+			if len(nodes) != 1700 || labels[rules.LabelCompleted] != "false" {
 				b.Fatal("wrong read")
 			}
 		}

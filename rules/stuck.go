@@ -1,4 +1,4 @@
-package webhook
+package rules
 
 import (
 	"fmt"
@@ -117,40 +117,40 @@ func DecideStuckTaskResult(tr StuckTaskResult, wf StuckWorkflow, pods NodePods, 
 	switch {
 	case workflow == "":
 		// A0: without the workflow label the controller ignores the result, and so do we.
-		return noDecision("no " + LabelWorkflow + " label")
+		return NoDecision("no " + LabelWorkflow + " label")
 	case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
 		// Never "true" to "false"; this is also what makes the rule idempotent.
-		return noDecision("already complete")
+		return NoDecision("already complete")
 	case tr.OwnerWorkflowUID == "" && tr.OwnerPodUID == "":
-		return noDecision("no Workflow or Pod owner reference: cannot tell which workflow it belongs to")
+		return NoDecision("no Workflow or Pod owner reference: cannot tell which workflow it belongs to")
 	case !wf.Exists:
-		return noDecision("workflow " + workflow + " not found: nothing waits on this result, and the garbage collector deletes it")
+		return NoDecision("workflow " + workflow + " not found: nothing waits on this result, and the garbage collector deletes it")
 	case tr.OwnerWorkflowUID != "" && wf.UID != tr.OwnerWorkflowUID:
-		return noDecision(fmt.Sprintf("owned by an earlier workflow named %s (owner UID %s, workflow UID %s)", workflow, tr.OwnerWorkflowUID, wf.UID))
+		return NoDecision(fmt.Sprintf("owned by an earlier workflow named %s (owner UID %s, workflow UID %s)", workflow, tr.OwnerWorkflowUID, wf.UID))
 	case wf.Completed:
-		return noDecision("workflow " + workflow + " is already completed: nothing waits on this result")
+		return NoDecision("workflow " + workflow + " is already completed: nothing waits on this result")
 	case wf.Deleting:
 		// Argo v3.5.3–v3.5.5 with artifact GC can hang here on a "false" result; an operator who
 		// has checked that no executor runs labels it by hand (argo-completion-mechanics.md §6).
-		return noDecision("workflow " + workflow + " is being deleted (if its artifact-gc finalizer hangs on this result, label it by hand)")
+		return NoDecision("workflow " + workflow + " is being deleted (if its artifact-gc finalizer hangs on this result, label it by hand)")
 	case wf.NodesUnreadable != "":
-		return noDecision("workflow nodes unreadable (" + wf.NodesUnreadable + "): cannot check node " + tr.Name)
+		return NoDecision("workflow nodes unreadable (" + wf.NodesUnreadable + "): cannot check node " + tr.Name)
 	case wf.Node == nil:
 		// A retry removes the failed Pod node; the controller re-creates it Pending with the same ID.
-		return noDecision("workflow has no node " + tr.Name + ": not started yet, or reset by a retry whose new attempt has not begun")
+		return NoDecision("workflow has no node " + tr.Name + ": not started yet, or reset by a retry whose new attempt has not begun")
 	case wf.Node.Type != nodeTypePod:
-		return noDecision(fmt.Sprintf("node %s is of type %q, not a Pod node", tr.Name, wf.Node.Type))
+		return NoDecision(fmt.Sprintf("node %s is of type %q, not a Pod node", tr.Name, wf.Node.Type))
 	case wf.Node.Phase == nodePending && !podOfThisAttempt(wf.Node, pods):
 		// A Pending node is held there by the v3.5.5+ gate when its pod ran and ended between two
 		// reconciles; only such a pod, created since the node started, may decide (branch a).
-		return noDecision("node " + tr.Name + " is Pending and no pod created since it started carries its ID: a retry's new attempt may not have begun")
+		return NoDecision("node " + tr.Name + " is Pending and no pod created since it started carries its ID: a retry's new attempt may not have begun")
 	case wf.Node.Phase == "":
 		// Argo creates nodes Pending; a node without a phase is not one we can reason about.
-		return noDecision("node " + tr.Name + " has no phase")
+		return NoDecision("node " + tr.Name + " has no phase")
 	case pods.Count > 1:
-		return noDecision(fmt.Sprintf("%d pods carry node ID %s: cannot tell which one writes the result", pods.Count, tr.Name))
+		return NoDecision(fmt.Sprintf("%d pods carry node ID %s: cannot tell which one writes the result", pods.Count, tr.Name))
 	case pods.Count == 1 && pods.Pod == nil:
-		return noDecision("the facts of the pod of node " + tr.Name + " are missing")
+		return NoDecision("the facts of the pod of node " + tr.Name + " are missing")
 	}
 	if tr.OwnerPodUID != "" {
 		if d, tied := tiedToOwnerPod(tr, wf, pods); !tied {
@@ -170,11 +170,11 @@ func tiedToOwnerPod(tr StuckTaskResult, wf StuckWorkflow, pods NodePods) (Decisi
 	switch {
 	case pods.Pod == nil:
 		// Branch (b) needs no pod, but a result owned by a Pod lives and dies with it.
-		return noDecision(fmt.Sprintf("owned by pod UID %s, and no pod carries node ID %s: the garbage collector deletes the result with its pod", tr.OwnerPodUID, tr.Name)), false
+		return NoDecision(fmt.Sprintf("owned by pod UID %s, and no pod carries node ID %s: the garbage collector deletes the result with its pod", tr.OwnerPodUID, tr.Name)), false
 	case pods.UID != tr.OwnerPodUID:
-		return noDecision(fmt.Sprintf("owned by pod UID %s, but the pod carrying node ID %s is %s (UID %s): another attempt's", tr.OwnerPodUID, tr.Name, pods.Pod.Name, pods.UID)), false
+		return NoDecision(fmt.Sprintf("owned by pod UID %s, but the pod carrying node ID %s is %s (UID %s): another attempt's", tr.OwnerPodUID, tr.Name, pods.Pod.Name, pods.UID)), false
 	case tr.OwnerWorkflowUID == "" && pods.Pod.WorkflowUID != wf.UID:
-		return noDecision(fmt.Sprintf("owner pod %s is owned by workflow UID %q, not by workflow %s (UID %s): cannot tie the result to this workflow", pods.Pod.Name, pods.Pod.WorkflowUID, tr.Labels[LabelWorkflow], wf.UID)), false
+		return NoDecision(fmt.Sprintf("owner pod %s is owned by workflow UID %q, not by workflow %s (UID %s): cannot tie the result to this workflow", pods.Pod.Name, pods.Pod.WorkflowUID, tr.Labels[LabelWorkflow], wf.UID)), false
 	}
 	return Decision{}, true
 }
@@ -204,7 +204,7 @@ func stuckExecutors(p *Pod) []Container {
 // decideStuckPod is A3's branch (a): the node's single pod exists.
 func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Time, grace RepairGrace) Decision {
 	if pod.WorkflowUID != "" && pod.WorkflowUID != wf.UID {
-		return noDecision("pod " + pod.Name + " belongs to another workflow of the same name (owner UID " + pod.WorkflowUID + ")")
+		return NoDecision("pod " + pod.Name + " belongs to another workflow of the same name (owner UID " + pod.WorkflowUID + ")")
 	}
 	// Say so when the pod is a newer attempt than the result: its containers alone decide.
 	attempt := ""
@@ -213,7 +213,7 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 	}
 	executors := stuckExecutors(pod)
 	if len(executors) == 0 {
-		return noDecision(attempt + "pod " + pod.Name + " has no executor container")
+		return NoDecision(attempt + "pod " + pod.Name + " has no executor container")
 	}
 	var last time.Time
 	for _, c := range executors {
@@ -221,11 +221,11 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 		case !c.Terminated && (pod.Phase == podPhaseFailed || pod.Phase == podPhaseUnknown):
 			// R7: the node is lost but its executor may still run and write; delete the pod or
 			// upgrade Argo (3.6.16, 3.7.7, 4.0.0), then branch (b) applies.
-			return noDecision(fmt.Sprintf("%spod %s is %s but executor container %s has not terminated: it may still write (R7; delete the pod to release it)", attempt, pod.Name, pod.Phase, c.Name))
+			return NoDecision(fmt.Sprintf("%spod %s is %s but executor container %s has not terminated: it may still write (R7; delete the pod to release it)", attempt, pod.Name, pod.Phase, c.Name))
 		case !c.Terminated:
-			return noDecision(attempt + "executor container " + c.Name + " of pod " + pod.Name + " has not terminated")
+			return NoDecision(attempt + "executor container " + c.Name + " of pod " + pod.Name + " has not terminated")
 		case c.TerminatedAt.IsZero():
-			return noDecision(attempt + "executor container " + c.Name + " of pod " + pod.Name + " reports no termination time")
+			return NoDecision(attempt + "executor container " + c.Name + " of pod " + pod.Name + " reports no termination time")
 		}
 		if c.TerminatedAt.After(last) {
 			last = c.TerminatedAt
@@ -233,7 +233,7 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 	}
 	since := now.Sub(last)
 	if since < grace.Pod {
-		d := noDecision(fmt.Sprintf("%sexecutors of pod %s terminated %s ago, under the %s grace", attempt, pod.Name, since.Round(time.Second), grace.Pod))
+		d := NoDecision(fmt.Sprintf("%sexecutors of pod %s terminated %s ago, under the %s grace", attempt, pod.Name, since.Round(time.Second), grace.Pod))
 		d.Wait = grace.Pod - since
 		return d
 	}
@@ -248,11 +248,11 @@ func decideStuckPod(tr StuckTaskResult, wf StuckWorkflow, pod *Pod, now time.Tim
 func decideStuckOrphan(tr StuckTaskResult, wf StuckWorkflow, now time.Time, grace RepairGrace) Decision {
 	if wf.Node.FinishedAt.IsZero() {
 		// The controller has not yet seen the pod go (it marks the node Error "pod deleted").
-		return noDecision("pod of node " + tr.Name + " gone, but the node has not finished")
+		return NoDecision("pod of node " + tr.Name + " gone, but the node has not finished")
 	}
 	age := now.Sub(wf.Node.FinishedAt)
 	if age < grace.Orphan {
-		d := noDecision(fmt.Sprintf("pod gone; node finished %s ago, under the %s grace", age.Round(time.Second), grace.Orphan))
+		d := NoDecision(fmt.Sprintf("pod gone; node finished %s ago, under the %s grace", age.Round(time.Second), grace.Orphan))
 		d.Wait = grace.Orphan - age
 		return d
 	}

@@ -1,4 +1,4 @@
-package webhook
+package rules
 
 import (
 	"bytes"
@@ -77,19 +77,19 @@ func PrecheckWorkflowLabels(wf Workflow, cfg WorkflowConfig) (Decision, bool) {
 	switch {
 	case cfg.Disabled:
 		// The operator turned B2 off (--enable-b2=false).
-		return noDecision("rule B2 is turned off"), false
-	case wf.Operation != opUpdate:
+		return NoDecision("rule B2 is turned off"), false
+	case wf.Operation != OperationUpdate:
 		// B0: never on CREATE (submit, resubmit), DELETE or CONNECT.
-		return noDecision(fmt.Sprintf("operation %s is never mutated", wf.Operation)), false
+		return NoDecision(fmt.Sprintf("operation %s is never mutated", wf.Operation)), false
 	case wf.Labels[LabelCompleted] != valueFalse:
 		// B0: "true" stays; an absent label (retry removes it) is never re-added.
-		return noDecision("completed label is not \"false\""), false
+		return NoDecision("completed label is not \"false\""), false
 	case !terminalPhase(wf.Labels[LabelPhase]):
 		// B0/B1: Running (the v3.5.5+ shape) is never completed here; fix the task results instead.
-		return noDecision(fmt.Sprintf("phase label %q is not terminal", wf.Labels[LabelPhase])), false
+		return NoDecision(fmt.Sprintf("phase label %q is not terminal", wf.Labels[LabelPhase])), false
 	case len(cfg.ControllerUsernames) > 0 && !slices.Contains(cfg.ControllerUsernames, wf.Username):
 		// B0: only the controller's own updates; a user's edit is not the controller's reconcile.
-		return noDecision("writer " + wf.Username + " is not the workflow controller"), false
+		return NoDecision("writer " + wf.Username + " is not the workflow controller"), false
 	}
 	return Decision{}, true
 }
@@ -103,23 +103,23 @@ func PrecheckWorkflow(wf Workflow, cfg WorkflowConfig) (Decision, []string, bool
 	}
 	switch {
 	case wf.Phase != wf.Labels[LabelPhase]:
-		return noDecision(fmt.Sprintf("status.phase %q differs from the phase label", wf.Phase)), nil, false
+		return NoDecision(fmt.Sprintf("status.phase %q differs from the phase label", wf.Phase)), nil, false
 	case wf.FinishedAt != "":
-		return noDecision("finishedAt already set"), nil, false
+		return NoDecision("finishedAt already set"), nil, false
 	case wf.NodesUnreadable != "":
-		return noDecision("nodes unreadable: " + wf.NodesUnreadable), nil, false
+		return NoDecision("nodes unreadable: " + wf.NodesUnreadable), nil, false
 	case slices.Contains(wf.Finalizers, finalizerArtifactGC):
 		// The controller keeps reconciling such a workflow after completion, and a task result
 		// still "false" in its informer re-opens the map and blocks artifact GC (and deletion):
 		// leave it to the task-result fix (A1/A3), after which the controller completes it.
-		return noDecision("artifact-gc finalizer present: fixed through its task results instead"), nil, false
+		return NoDecision("artifact-gc finalizer present: fixed through its task results instead"), nil, false
 	}
 	for id, n := range wf.Nodes {
 		if n.Daemoned {
-			return noDecision("node " + id + " is daemoned"), nil, false
+			return NoDecision("node " + id + " is daemoned"), nil, false
 		}
 		if !nodeFulfilled(n) {
-			return noDecision(fmt.Sprintf("node %s is not fulfilled (phase %q)", id, n.Phase)), nil, false
+			return NoDecision(fmt.Sprintf("node %s is not fulfilled (phase %q)", id, n.Phase)), nil, false
 		}
 	}
 	var incomplete []string
@@ -130,15 +130,15 @@ func PrecheckWorkflow(wf Workflow, cfg WorkflowConfig) (Decision, []string, bool
 		n, ok := wf.Nodes[id]
 		switch {
 		case !ok:
-			return noDecision("incomplete task result " + id + " has no node"), nil, false
+			return NoDecision("incomplete task result " + id + " has no node"), nil, false
 		case n.Type != nodeTypePod || !terminalPhase(n.Phase) || n.FinishedAt == "":
-			return noDecision("incomplete task result " + id + " names a node that is not a finished Pod node"), nil, false
+			return NoDecision("incomplete task result " + id + " names a node that is not a finished Pod node"), nil, false
 		}
 		incomplete = append(incomplete, id)
 	}
 	if len(incomplete) == 0 {
 		// Not the #12985 shape: nothing holds the controller back that B2 would release.
-		return noDecision("no incomplete task result"), nil, false
+		return NoDecision("no incomplete task result"), nil, false
 	}
 	slices.Sort(incomplete)
 	return Decision{}, incomplete, true
@@ -182,10 +182,10 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 		finished, err := time.Parse(time.RFC3339, n.FinishedAt)
 		if err != nil {
 			// A finished Pod node always has a finishedAt; without one nothing says when it ended.
-			return noDecision("Pod node " + id + " has no valid finishedAt"), false
+			return NoDecision("Pod node " + id + " has no valid finishedAt"), false
 		}
 		if since := now.Sub(finished); since < cfg.Grace {
-			return noDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
+			return NoDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
 		}
 	}
 	for _, id := range incomplete {
@@ -196,32 +196,32 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 			// (as repair's A3): a legacy token or a partitioned node may outlive the pod object.
 			finished, err := time.Parse(time.RFC3339, wf.Nodes[id].FinishedAt)
 			if err != nil {
-				return noDecision("node " + id + " finishedAt is not a timestamp"), false
+				return NoDecision("node " + id + " finishedAt is not a timestamp"), false
 			}
 			if since := now.Sub(finished); since < cfg.OrphanGrace {
-				return noDecision(fmt.Sprintf("pod of node %s gone; node finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.OrphanGrace)), false
+				return NoDecision(fmt.Sprintf("pod of node %s gone; node finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.OrphanGrace)), false
 			}
 			continue
 		}
 		if wf.UID != "" && p.WorkflowUID != "" && p.WorkflowUID != wf.UID {
 			// A pod of an earlier workflow of the same name: its times say nothing of this one.
-			return noDecision("pod " + p.Name + " of node " + id + " belongs to another workflow UID"), false
+			return NoDecision("pod " + p.Name + " of node " + id + " belongs to another workflow UID"), false
 		}
 		if p.executorRunning() {
-			return noDecision("pod " + p.Name + " of node " + id + " has an executor container still running"), false
+			return NoDecision("pod " + p.Name + " of node " + id + " has an executor container still running"), false
 		}
 		last, ok := p.executorsEndedAt()
 		if !ok {
-			return noDecision("pod " + p.Name + " of node " + id + " reports no termination time for an executor container"), false
+			return NoDecision("pod " + p.Name + " of node " + id + " reports no termination time for an executor container"), false
 		}
 		if started, err := time.Parse(time.RFC3339, wf.Nodes[id].StartedAt); err == nil && last.Before(started) {
 			// Ended before this attempt of the node started: an earlier attempt's pod (retry).
-			return noDecision("pod " + p.Name + " ended before node " + id + " started: not this attempt's pod"), false
+			return NoDecision("pod " + p.Name + " ended before node " + id + " started: not this attempt's pod"), false
 		}
 		if since := now.Sub(last); since < cfg.Grace {
 			// An executor's last writes may still be on their way (or the controller's
 			// task-result informer may not have them yet); Argo waits for them, so do we.
-			return noDecision(fmt.Sprintf("executors of pod %s terminated %s ago, under the %s grace", p.Name, since.Round(time.Second), cfg.Grace)), false
+			return NoDecision(fmt.Sprintf("executors of pod %s terminated %s ago, under the %s grace", p.Name, since.Round(time.Second), cfg.Grace)), false
 		}
 	}
 	return Decision{}, true
@@ -249,34 +249,34 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decisi
 		return d
 	}
 	if facts.Listed == nil {
-		return noDecision("the workflow's task results were not listed")
+		return NoDecision("the workflow's task results were not listed")
 	}
 	for _, name := range facts.Listed {
 		if _, seen := wf.TaskResultsCompletion[name]; !seen {
 			// The controller has not seen it yet, so has not merged its outputs: completing now
 			// would delete it with them.
-			return noDecision("task result " + name + " is not yet seen by the controller")
+			return NoDecision("task result " + name + " is not yet seen by the controller")
 		}
 	}
 	for _, id := range incomplete {
 		tr, read := facts.TaskResults[id]
 		switch {
 		case !read:
-			return noDecision("task result " + id + " was not read")
+			return NoDecision("task result " + id + " was not read")
 		case tr == nil:
 			// Deleted: it holds nothing that could be lost, and no executor will write it again.
 			continue
 		case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
 			// The controller's informer lags the API server; it completes the workflow itself,
 			// with the outputs, once it sees this.
-			return noDecision("task result " + id + " is already complete at the API server; the controller will complete the workflow")
+			return NoDecision("task result " + id + " is already complete at the API server; the controller will complete the workflow")
 		case !outputsCarried(tr.Outputs, wf.Nodes[id].Outputs):
-			return noDecision("task result " + id + " holds outputs that node " + id + " does not carry yet")
+			return NoDecision("task result " + id + " holds outputs that node " + id + " does not carry yet")
 		}
 	}
 	finishedAt, ok := latestFinishedAt(wf.Nodes)
 	if !ok {
-		return noDecision("no node has a valid finishedAt to derive the workflow's from")
+		return NoDecision("no node has a valid finishedAt to derive the workflow's from")
 	}
 	set := map[string]string{LabelCompleted: valueTrue}
 	if cfg.Archive && (cfg.ArchiveSelector == nil || cfg.ArchiveSelector.Matches(labels.Set(wf.Labels))) {

@@ -1,4 +1,4 @@
-package webhook
+package rules
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 // taskResult builds a rule input for the #12985 write: a CREATE with outputs and label "false".
 func taskResult(mods ...func(*TaskResult)) TaskResult {
 	tr := TaskResult{
-		Operation: opCreate,
+		Operation: OperationCreate,
 		Name:      "wf-3571860313",
 		Labels: map[string]string{
 			LabelWorkflow:               "wf",
@@ -48,14 +48,14 @@ func TestDecideTaskResult(t *testing.T) {
 		},
 		"sets label on the outputs merge patch to a placeholder (v3.5.5+ sequence) from a data pod": {
 			tr: taskResult(func(tr *TaskResult) {
-				tr.Operation = opUpdate
+				tr.Operation = OperationUpdate
 				tr.OldOutputs = nil
 			}),
 			pod: resourcePod(), wantSet: setTrue, wantRule: "A1",
 		},
 		"sets label when an update changes the outputs": {
 			tr: taskResult(func(tr *TaskResult) {
-				tr.Operation = opUpdate
+				tr.Operation = OperationUpdate
 				tr.OldOutputs = json.RawMessage(`{"parameters":[{"name":"job-name","value":"other"}]}`)
 			}),
 			pod: resourcePod(), wantSet: setTrue, wantRule: "A1",
@@ -84,7 +84,7 @@ func TestDecideTaskResult(t *testing.T) {
 		},
 		"ignores a progress-only patch that keeps the stored outputs": {
 			tr: taskResult(func(tr *TaskResult) {
-				tr.Operation = opUpdate
+				tr.Operation = OperationUpdate
 				tr.OldOutputs = json.RawMessage(` {"parameters": [{"name":"job-name", "value":"pi-x2"}]}`)
 			}),
 			pod: resourcePod(),

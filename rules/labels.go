@@ -1,7 +1,7 @@
-package webhook
+package rules
 
-// The label and annotation keys the webhook reads and writes. The names in parentheses are
-// Argo's constants in workflow/common/common.go.
+// The label and annotation keys the webhook and the repair command read and write. The names in
+// parentheses are Argo's constants in workflow/common/common.go.
 const (
 	// LabelWorkflow (LabelKeyWorkflow) names the workflow a pod or task result belongs to.
 	LabelWorkflow = "workflows.argoproj.io/workflow"
@@ -32,16 +32,29 @@ const (
 	ExtraPodName = "authentication.kubernetes.io/pod-name"
 )
 
+// The Completed condition rule B2 adds to status.conditions, as the controller does
+// (ConditionTypeCompleted, ConditionTrue in Argo's workflow_types.go).
+const (
+	// ConditionCompleted is the type of the condition a completed Workflow carries.
+	ConditionCompleted = "Completed"
+	// ConditionTrue is that condition's status.
+	ConditionTrue = "True"
+)
+
+// The admission operations the rules tell apart (admission.k8s.io/v1 Operation).
+const (
+	// OperationCreate is a CREATE request.
+	OperationCreate = "CREATE"
+	// OperationUpdate is an UPDATE request.
+	OperationUpdate = "UPDATE"
+)
+
 // Label values and phases, as Argo writes them (strings, not booleans).
 const (
 	valueTrue       = "true"
 	valueFalse      = "false"
 	archivePending  = "Pending"
-	conditionDone   = "Completed"
-	conditionTrue   = "True"
 	nodeTypePod     = "Pod"
-	opCreate        = "CREATE"
-	opUpdate        = "UPDATE"
 	phaseSucceeded  = "Succeeded"
 	phaseFailed     = "Failed"
 	phaseError      = "Error"

@@ -1,6 +1,11 @@
-package webhook
+package rules
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // A Decision says which completion labels to set, and why, for logs, metrics and warnings.
 type Decision struct {
@@ -31,8 +36,8 @@ func (d Decision) Mutates() bool {
 	return len(d.Set) > 0 || d.Status != nil
 }
 
-// noDecision returns a Decision that changes nothing, with its reason.
-func noDecision(reason string) Decision {
+// NoDecision returns a Decision that changes nothing, with its reason.
+func NoDecision(reason string) Decision {
 	return Decision{Reason: reason}
 }
 
@@ -59,6 +64,30 @@ type Container struct {
 	Terminated bool
 	// TerminatedAt is when it terminated (zero when not terminated or not reported).
 	TerminatedAt time.Time
+}
+
+// PodFacts reads what the rules use from a pod: the webhook's pod cache keeps exactly this, and
+// the repair command builds it from the pods it lists.
+func PodFacts(pod *corev1.Pod) *Pod {
+	p := &Pod{Name: pod.Name, Created: pod.CreationTimestamp.Time, Phase: string(pod.Status.Phase),
+		Containers: make([]Container, 0, len(pod.Spec.Containers))}
+	for _, o := range pod.OwnerReferences {
+		if o.Kind == "Workflow" && strings.HasPrefix(o.APIVersion, "argoproj.io/") {
+			p.WorkflowUID = string(o.UID)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		ct := Container{Name: c.Name}
+		for _, s := range pod.Status.ContainerStatuses {
+			if s.Name == c.Name {
+				if t := s.State.Terminated; t != nil {
+					ct.Terminated, ct.TerminatedAt = true, t.FinishedAt.Time
+				}
+			}
+		}
+		p.Containers = append(p.Containers, ct)
+	}
+	return p
 }
 
 // hasAuxiliary reports whether the pod has a wait or supervisor container: the executor process

@@ -1,4 +1,4 @@
-package webhook
+package rules
 
 import (
 	"encoding/json"
@@ -16,7 +16,7 @@ const controllerSA = "system:serviceaccount:argo:argo"
 // finishedAt null, one resource node done whose task result is incomplete.
 func stuckWorkflow(mods ...func(*Workflow)) Workflow {
 	wf := Workflow{
-		Operation: opUpdate,
+		Operation: OperationUpdate,
 		Username:  controllerSA,
 		Labels:    map[string]string{LabelCompleted: valueFalse, LabelPhase: phaseSucceeded, LabelWorkflow: "ignored"},
 		Phase:     phaseSucceeded,
@@ -127,7 +127,7 @@ func TestDecideWorkflow(t *testing.T) {
 		},
 		// Every condition of B2 failing one at a time.
 		"ignores CREATE (submit, resubmit)": {
-			wf: stuckWorkflow(func(wf *Workflow) { wf.Operation = opCreate }), cfg: controllerOnly(), pods: gone,
+			wf: stuckWorkflow(func(wf *Workflow) { wf.Operation = OperationCreate }), cfg: controllerOnly(), pods: gone,
 		},
 		"ignores a writer that is not the controller": {
 			wf: stuckWorkflow(func(wf *Workflow) { wf.Username = "system:serviceaccount:argo:argo-server" }), cfg: controllerOnly(), pods: gone,
@@ -367,7 +367,7 @@ func TestDecideWorkflowIsIdempotent(t *testing.T) {
 
 func TestPrecheckWorkflowLabelsDecidesWithoutStatus(t *testing.T) {
 	// A Running workflow is decided by its labels alone: no status is read.
-	wf := Workflow{Operation: opUpdate, Username: controllerSA, Labels: map[string]string{LabelCompleted: valueFalse, LabelPhase: "Running"}}
+	wf := Workflow{Operation: OperationUpdate, Username: controllerSA, Labels: map[string]string{LabelCompleted: valueFalse, LabelPhase: "Running"}}
 	d, ok := PrecheckWorkflowLabels(wf, controllerOnly())
 	assert.False(t, ok)
 	assert.Contains(t, d.Reason, "not terminal")

@@ -1,4 +1,4 @@
-package webhook
+package rules
 
 import (
 	"bytes"
@@ -35,21 +35,21 @@ func (tr TaskResult) Workflow() string {
 // caller looks up the node's pod and calls DecideTaskResult.
 func PrecheckTaskResult(tr TaskResult) (Decision, bool) {
 	switch {
-	case tr.Operation != opCreate && tr.Operation != opUpdate:
+	case tr.Operation != OperationCreate && tr.Operation != OperationUpdate:
 		// DELETE and CONNECT are never mutated.
-		return noDecision(fmt.Sprintf("operation %s is never mutated", tr.Operation)), false
+		return NoDecision(fmt.Sprintf("operation %s is never mutated", tr.Operation)), false
 	case tr.Workflow() == "":
 		// A0: without the workflow label the controller ignores the result, and so do we.
-		return noDecision("no " + LabelWorkflow + " label"), false
+		return NoDecision("no " + LabelWorkflow + " label"), false
 	case tr.Labels[LabelReportOutputsCompleted] == valueTrue:
 		// Already complete; never "true" to "false".
-		return noDecision("already complete"), false
+		return NoDecision("already complete"), false
 	case tr.Outputs == nil:
 		// A0: the placeholder create and progress-only patches carry no outputs; more writes follow.
-		return noDecision("no outputs: a placeholder or progress write"), false
-	case tr.Operation == opUpdate && tr.OldOutputs != nil && jsonEqual(tr.Outputs, tr.OldOutputs):
+		return NoDecision("no outputs: a placeholder or progress write"), false
+	case tr.Operation == OperationUpdate && tr.OldOutputs != nil && jsonEqual(tr.Outputs, tr.OldOutputs):
 		// Outputs already stored: this write is not ReportOutputs, the executor's last data write.
-		return noDecision("outputs unchanged"), false
+		return NoDecision("outputs unchanged"), false
 	}
 	return Decision{}, true
 }
@@ -62,15 +62,15 @@ func DecideTaskResult(tr TaskResult, pod *Pod) Decision {
 	}
 	if pod == nil {
 		// A0: without the pod we cannot tell whether an executor will still write.
-		return noDecision("pod of node " + tr.Name + " not found")
+		return NoDecision("pod of node " + tr.Name + " not found")
 	}
 	if tr.WriterPod != "" && tr.WriterPod != pod.Name {
 		// A writer may only complete its own node's result.
-		return noDecision(fmt.Sprintf("writer pod %s is not the pod of node %s (%s)", tr.WriterPod, tr.Name, pod.Name))
+		return NoDecision(fmt.Sprintf("writer pod %s is not the pod of node %s (%s)", tr.WriterPod, tr.Name, pod.Name))
 	}
 	if tr.OwnerWorkflowUID != "" && pod.WorkflowUID != "" && tr.OwnerWorkflowUID != pod.WorkflowUID {
 		// The pod belongs to another incarnation of the workflow (deleted and re-created).
-		return noDecision("owner workflow UID differs from the pod's")
+		return NoDecision("owner workflow UID differs from the pod's")
 	}
 	set := map[string]string{LabelReportOutputsCompleted: valueTrue}
 	if _, present := tr.Labels[LabelReportOutputsCompleted]; !present {
@@ -79,7 +79,7 @@ func DecideTaskResult(tr TaskResult, pod *Pod) Decision {
 	}
 	if pod.hasAuxiliary() {
 		// A2: the wait/supervisor container calls FinalizeOutput after this write.
-		return noDecision("pod " + pod.Name + " has a wait or supervisor container, which finalizes the result itself")
+		return NoDecision("pod " + pod.Name + " has a wait or supervisor container, which finalizes the result itself")
 	}
 	// A1: a resource or data pod's outputs write is the last write its executor makes (#12985).
 	return Decision{Set: set, Rule: "A1", Reason: "outputs written by a resource or data pod, which never finalizes (argo-workflows#12985)"}
