@@ -27,6 +27,11 @@ import (
 type ExecutorBehaviour string
 
 const (
+	// ExecutorV351 is argoexec ≤ v3.5.1 (read at v3.5.1; v3.3.2+ alike), left running during an
+	// upgrade (R1). reportResult writes only when there are outputs, and its Create carries
+	// only the workflow label (no report-outputs-completed) and a Pod owner reference; there is
+	// no InitializeOutput and no FinalizeOutput. Resource and data pods write as ExecutorV354.
+	ExecutorV351 ExecutorBehaviour = "v3.5.1"
 	// ExecutorV354 is argoexec v3.5.2–v3.5.4. `argoexec resource` and `argoexec data` make one
 	// write, a Create with outputs and report-outputs-completed "false", and never finalize
 	// (execResource/execData without FinalizeOutput: argo-workflows#12985). A wait container
@@ -74,8 +79,10 @@ const (
 	// WaitDiesAfterReportAnnotation, then the wait container is terminated with exit 137
 	// (OOMKilled) and the pod Failed. Pods with a wait container only.
 	WaitKilledAfterReportAnnotation = "e2e.argo-completion-webhook.io/wait-killed-after-report"
-	// PodDeletedMidRunAnnotation ("true") models R4: after the placeholder write the pod object is
-	// deleted (grace period 0) and no further write or status update happens. Pods that write a
+	// PodDeletedMidRunAnnotation ("true") models R4: after the placeholder write the pod runs for
+	// evictAfter (so the controller sees its node Running), then the pod object is deleted (grace
+	// period 0) and no further write or status update happens. (A pod deleted while its node is
+	// still Pending is recreated by the controller, which is not R4.) Pods that write a
 	// placeholder only (not ExecutorV354 resource or data pods).
 	PodDeletedMidRunAnnotation = "e2e.argo-completion-webhook.io/pod-deleted-mid-run"
 	// RBACRefusedAnnotation ("true") models R2: the pod's executor acts as RefusedServiceAccount,
@@ -103,6 +110,10 @@ const RefusedServiceAccount = "e2e-without-executor-role"
 const (
 	mainRuns   = 100 * time.Millisecond // main's work, between the placeholder and the report
 	kubeletLag = 300 * time.Millisecond // from the executor's last write to the terminated status
+	// evictAfter is how long a PodDeletedMidRunAnnotation pod runs before its deletion: longer
+	// than the controller's requeue in the suites (DEFAULT_REQUEUE_TIME 2s), so it has seen the
+	// pod Running.
+	evictAfter = 4 * time.Second
 )
 
 // Step is one thing the node did for a pod: a kubelet status write, the pod's deletion, or one
@@ -355,9 +366,9 @@ func (n *Node) behaviourOf(pod *corev1.Pod, tmpl *template) (behaviour, error) {
 		b.executor = ExecutorBehaviour(v)
 	}
 	switch b.executor {
-	case ExecutorV354, ExecutorV355, ExecutorV37:
+	case ExecutorV351, ExecutorV354, ExecutorV355, ExecutorV37:
 	default:
-		return b, fmt.Errorf("executor %q: want %s, %s or %s", b.executor, ExecutorV354, ExecutorV355, ExecutorV37)
+		return b, fmt.Errorf("executor %q: want %s, %s, %s or %s", b.executor, ExecutorV351, ExecutorV354, ExecutorV355, ExecutorV37)
 	}
 	code := func(key string) (int32, error) {
 		c, err := strconv.ParseInt(a[key], 10, 32)
@@ -407,7 +418,7 @@ func (n *Node) behaviourOf(pod *corev1.Pod, tmpl *template) (behaviour, error) {
 		}
 	}
 	waitOnly := b.lateWrites > 0 || b.waitDies || b.waitKilled
-	placeholder := tmpl.auxiliary() || b.executor != ExecutorV354
+	placeholder := (tmpl.auxiliary() || b.executor != ExecutorV354) && b.executor != ExecutorV351
 	switch {
 	case faults > 1:
 		return b, fmt.Errorf("at most one fault annotation per pod, got %d", faults)
@@ -415,7 +426,7 @@ func (n *Node) behaviourOf(pod *corev1.Pod, tmpl *template) (behaviour, error) {
 		return b, fmt.Errorf("a wait-container fault on a %s pod, which has no wait container", tmpl.kind())
 	case b.podDeleted && !placeholder:
 		return b, fmt.Errorf("%s on a %s %s pod, which writes no placeholder", PodDeletedMidRunAnnotation, b.executor, tmpl.kind())
-	case b.mainKilled != 0 && (tmpl.auxiliary() || b.executor == ExecutorV354):
+	case b.mainKilled != 0 && (tmpl.auxiliary() || b.executor == ExecutorV354 || b.executor == ExecutorV351):
 		return b, fmt.Errorf("%s on a %s %s pod: only v3.5.5+ resource and data pods finalize from main", MainKilledBeforeFinalizeAnnotation, b.executor, tmpl.kind())
 	case b.waitDies && b.exitCode != 0:
 		return b, fmt.Errorf("%s ends every container with exit 0; drop %s", WaitDiesAfterReportAnnotation, ExitCodeAnnotation)
@@ -478,6 +489,7 @@ func (n *Node) runWaitPod(ctx context.Context, pod *corev1.Pod, b behaviour, exe
 		return err
 	}
 	if b.podDeleted {
+		time.Sleep(evictAfter)
 		return n.deletePod(ctx, pod)
 	}
 	time.Sleep(mainRuns)
@@ -526,7 +538,7 @@ func (n *Node) runWaitPod(ctx context.Context, pod *corev1.Pod, b behaviour, exe
 //     execResource/execData return, failure or not, before the caller's log.Fatalf.
 func (n *Node) runMainOnlyPod(ctx context.Context, pod *corev1.Pod, tmpl *template, b behaviour, exec *argoexec) error {
 	reports := tmpl.kind() == "data" || len(parameters(tmpl.Outputs)) > 0
-	if b.executor == ExecutorV354 {
+	if b.executor == ExecutorV354 || b.executor == ExecutorV351 {
 		time.Sleep(mainRuns)
 		code := b.exitCode
 		if code == 0 && reports {
@@ -544,6 +556,7 @@ func (n *Node) runMainOnlyPod(ctx context.Context, pod *corev1.Pod, tmpl *templa
 		return err
 	}
 	if b.podDeleted {
+		time.Sleep(evictAfter)
 		return n.deletePod(ctx, pod)
 	}
 	time.Sleep(mainRuns)
@@ -697,7 +710,7 @@ func (n *Node) argoexec(pod *corev1.Pod, tmpl *template, b behaviour) (*argoexec
 // in v3.5's wait and resource commands (and v3.5.5's data command); a cobra RunE error, which
 // cmd/argoexec/main.go turns into os.Exit(64), in v3.5.4's data command and in every v3.7 command.
 func (e *argoexec) failureExitCode() int32 {
-	if e.version == ExecutorV37 || (e.version == ExecutorV354 && e.tmpl.kind() == "data") {
+	if e.version == ExecutorV37 || ((e.version == ExecutorV354 || e.version == ExecutorV351) && e.tmpl.kind() == "data") {
 		return 64
 	}
 	return 1
@@ -723,6 +736,9 @@ func (e *argoexec) outcome(call string, err error) (refused bool, _ error) {
 // outputs key). v3.5 falls back on 403 to the pod annotation report-outputs-completed "false".
 func (e *argoexec) initializeOutput(ctx context.Context) error {
 	const call = "InitializeOutput"
+	if e.version == ExecutorV351 {
+		return nil // no placeholder before v3.5.3
+	}
 	err := e.upsert(ctx, call, nil)
 	if apierrors.IsForbidden(err) && e.version != ExecutorV37 {
 		err = e.addAnnotation(ctx, call, rules.LabelReportOutputsCompleted, "false")
@@ -738,6 +754,9 @@ func (e *argoexec) initializeOutput(ctx context.Context) error {
 func (e *argoexec) reportOutputs(ctx context.Context) error {
 	const call = "ReportOutputs"
 	outputs, params := reportedOutputs(e.pod, e.tmpl)
+	if e.version == ExecutorV351 && !hasOutputs(outputs) {
+		return nil // v3.5.1's reportResult writes nothing without outputs
+	}
 	err := e.upsert(ctx, call, outputs)
 	if apierrors.IsForbidden(err) && e.version != ExecutorV37 {
 		if hasOutputs(outputs) {
@@ -765,6 +784,9 @@ func (e *argoexec) reportOutputs(ctx context.Context) error {
 // report-outputs-completed "true" only. v3.5 falls back on 403 to the pod annotation "true".
 func (e *argoexec) finalizeOutput(ctx context.Context) error {
 	const call = "FinalizeOutput"
+	if e.version == ExecutorV351 {
+		return nil // no FinalizeOutput before v3.5.2
+	}
 	body := map[string]any{"metadata": map[string]any{"creationTimestamp": nil, "labels": map[string]string{rules.LabelReportOutputsCompleted: "true"}}}
 	err := e.patch(ctx, call, "label", body)
 	if apierrors.IsForbidden(err) && e.version != ExecutorV37 {
@@ -801,6 +823,9 @@ func (e *argoexec) create(ctx context.Context, call string, outputs map[string]a
 		rules.LabelWorkflow:               e.pod.Labels[rules.LabelWorkflow],
 		rules.LabelReportOutputsCompleted: "false",
 	}
+	if e.version == ExecutorV351 {
+		delete(labels, rules.LabelReportOutputsCompleted)
+	}
 	if v, ok := podEnv(e.pod, "ARGO_INSTANCE_ID"); ok && v != "" {
 		labels["workflows.argoproj.io/controller-instanceid"] = v
 	}
@@ -809,6 +834,9 @@ func (e *argoexec) create(ctx context.Context, call string, outputs map[string]a
 		if o.Kind == "Workflow" {
 			u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}})
 		}
+	}
+	if e.version == ExecutorV351 { // v3.3.2–v3.5.1: owned by the pod
+		u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: e.pod.Name, UID: e.pod.UID}})
 	}
 	detail := ""
 	if outputs != nil {

@@ -100,6 +100,7 @@ func TestSimulatedNodeSendsArgoexecsRequests(t *testing.T) {
 	)
 	v37 := map[string]string{harness.ExecutorAnnotation: string(harness.ExecutorV37)}
 	v355 := map[string]string{harness.ExecutorAnnotation: string(harness.ExecutorV355)}
+	v351 := map[string]string{harness.ExecutorAnnotation: string(harness.ExecutorV351)}
 	with := func(a map[string]string, k, v string) map[string]string {
 		out := map[string]string{k: v}
 		for ak, av := range a {
@@ -114,7 +115,12 @@ func TestSimulatedNodeSendsArgoexecsRequests(t *testing.T) {
 		requests    int    // task-result admission requests that reach the webhook
 		label       string // the task result's final label; "" when there is no task result
 		lateBy      time.Duration
+		podOwned    bool // the task result is owned by its Pod (argoexec ≤ v3.5.1)
 	}{
+		"v3.5.1 wait container: one Create without the label, owned by the pod (A1b labels it)": {
+			kind: "container", annotations: v351,
+			steps: []string{running, created, succeeded}, requests: 1, label: "true", podOwned: true,
+		},
 		"v3.5 wait container: placeholder, rejected Create, outputs patch, label": {
 			kind:  "container",
 			steps: []string{running, init, rejected, patched, finalized, succeeded}, requests: 2, label: "true",
@@ -217,6 +223,10 @@ func TestSimulatedNodeSendsArgoexecsRequests(t *testing.T) {
 				assert.True(t, apierrors.IsNotFound(err), "no task result: %v", err)
 			} else if assert.NoError(t, err) {
 				assert.Equal(t, tc.label, tr.GetLabels()[label])
+				owners := tr.GetOwnerReferences()
+				if assert.Len(t, owners, 1) {
+					assert.Equal(t, map[bool]string{true: "Pod", false: "Workflow"}[tc.podOwned], owners[0].Kind, "the task result's owner")
+				}
 			}
 			if tc.lateBy > 0 && len(steps) == len(tc.steps) {
 				assert.GreaterOrEqual(t, steps[3].At.Sub(steps[2].At), tc.lateBy, "ReportOutputs lands after the pod terminated, by the annotation's duration")
