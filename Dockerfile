@@ -7,6 +7,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY repair/ repair/
+COPY rules/ rules/
 COPY webhook/ webhook/
 ARG VERSION=dev
 # The same command as `make build`: static (no cgo), reproducible paths, version injected.

@@ -1,7 +1,12 @@
 package webhook
 
 import (
+	"fmt"
+	"net/http"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -28,4 +33,54 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(decisionsTotal, lookupErrorsTotal, badRequestsTotal, eventsTotal)
+}
+
+// requestMetrics are a server's own copy of the request metrics controller-runtime's webhook
+// server keeps per endpoint in its process-wide registry (pkg/webhook/internal/metrics), with the
+// same names, labels and buckets: for a process that runs several servers, each with a registry
+// of its own (Options.Metrics), so each server's /metrics counts only what that server answered.
+type requestMetrics struct {
+	latency  *prometheus.HistogramVec
+	total    *prometheus.CounterVec
+	inFlight *prometheus.GaugeVec
+}
+
+// newRequestMetrics registers, in a server's own registry, its request metrics and the process's
+// argo_completion_webhook_* counters, so that registry alone is what its /metrics serves.
+func newRequestMetrics(own *prometheus.Registry) (*requestMetrics, error) {
+	m := &requestMetrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "controller_runtime_webhook_latency_seconds",
+			Help:                            "Histogram of the latency of processing admission requests",
+			Buckets:                         prometheus.ExponentialBuckets(10e-9, 10, 12),
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  100,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"webhook"}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "controller_runtime_webhook_requests_total",
+			Help: "Total number of admission requests by HTTP status code.",
+		}, []string{"webhook", "code"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "controller_runtime_webhook_requests_in_flight",
+			Help: "Current number of admission requests being served.",
+		}, []string{"webhook"}),
+	}
+	for _, c := range []prometheus.Collector{m.latency, m.total, m.inFlight, decisionsTotal, lookupErrorsTotal, badRequestsTotal, eventsTotal} {
+		if err := own.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// instrument counts and times the requests h answers at path, as controller-runtime's
+// InstrumentedHook does.
+func (m *requestMetrics) instrument(path string, h http.Handler) http.Handler {
+	lbl := prometheus.Labels{"webhook": path}
+	total := m.total.MustCurryWith(lbl)
+	total.WithLabelValues("200")
+	total.WithLabelValues("500")
+	return promhttp.InstrumentHandlerDuration(m.latency.MustCurryWith(lbl),
+		promhttp.InstrumentHandlerCounter(total, promhttp.InstrumentHandlerInFlight(m.inFlight.With(lbl), h)))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 )
@@ -57,6 +58,12 @@ type Options struct {
 	DisableEvents bool
 	// Log is the logger; the zero logger discards.
 	Log logr.Logger
+	// Metrics, when set, is a registry of this server's own, for a process that runs several
+	// servers (tests): /metrics then serves it alone, with this server's request counts and
+	// latencies (controller-runtime's controller_runtime_webhook_* series, counted here too) and
+	// the argo_completion_webhook_* counters, which stay the process's. Use a fresh registry for
+	// each Run. Nil, as in production, serves controller-runtime's registry (metrics.Registry).
+	Metrics *prometheus.Registry
 
 	// events records Events (set by Run unless DisableEvents).
 	events Recorder

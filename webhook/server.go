@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -131,8 +132,18 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 			}
 		}},
 	})
-	server.Register(TaskResultPath, NewTaskResultHandler(hopts))
-	server.Register(WorkflowPath, NewWorkflowHandler(hopts))
+	trHandler, wfHandler := NewTaskResultHandler(hopts), NewWorkflowHandler(hopts)
+	var gatherer prometheus.Gatherer = metrics.Registry
+	if o.Metrics != nil {
+		m, err := newRequestMetrics(o.Metrics)
+		if err != nil {
+			return err
+		}
+		trHandler, wfHandler = m.instrument(TaskResultPath, trHandler), m.instrument(WorkflowPath, wfHandler)
+		gatherer = o.Metrics
+	}
+	server.Register(TaskResultPath, trHandler)
+	server.Register(WorkflowPath, wfHandler)
 
 	// Everything below stops when serveCtx is cancelled, after the shutdown delay.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
@@ -168,7 +179,7 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 		}
 		return started(r)
 	}
-	plain, err := startPlainServers(o, ready, log.WithName("probes"), errc)
+	plain, err := startPlainServers(o, ready, gatherer, log.WithName("probes"), errc)
 	if err != nil {
 		stopServing()
 		wg.Wait()
@@ -199,9 +210,9 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 	return runErr
 }
 
-// startPlainServers serves /healthz, /readyz and /metrics over plain HTTP, on one listener when
-// the two addresses are the same.
-func startPlainServers(o Options, ready func(*http.Request) error, log logr.Logger, errc chan<- error) ([]*http.Server, error) {
+// startPlainServers serves /healthz, /readyz and /metrics (what gatherer collects) over plain
+// HTTP, on one listener when the two addresses are the same.
+func startPlainServers(o Options, ready func(*http.Request) error, gatherer prometheus.Gatherer, log logr.Logger, errc chan<- error) ([]*http.Server, error) {
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
@@ -213,7 +224,7 @@ func startPlainServers(o Options, ready func(*http.Request) error, log logr.Logg
 		}
 		_, _ = w.Write([]byte("ok"))
 	})
-	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+	metricsHandler := promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
 
 	muxes := map[string]*http.ServeMux{o.HealthProbeBindAddress: health}
 	if a := o.MetricsBindAddress; a != "" && a != "0" {

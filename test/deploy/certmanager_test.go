@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,41 +82,8 @@ func TestCertManagerSecretServesAndRotatesWithoutFailedCalls(t *testing.T) {
 	require.NoError(t, err)
 
 	// Executors keep writing #12985 task results, one after another, through the rotation.
-	var writes, failed, unpatched atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			node := "wf-" + strconv.Itoa(i)
-			pod := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: "wf-main-" + strconv.Itoa(i), Namespace: ns,
-					Labels: map[string]string{rules.LabelWorkflow: "wf"}, Annotations: map[string]string{rules.AnnotationNodeID: node}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "argoexec"}}},
-			}
-			if err := admin.Create(ctx, pod); err != nil {
-				failed.Add(1)
-				continue
-			}
-			tr := &unstructured.Unstructured{Object: map[string]any{
-				"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-				"metadata": map[string]any{"name": node, "namespace": ns, "labels": map[string]any{
-					rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}},
-				"outputs": map[string]any{"parameters": []any{map[string]any{"name": "p", "value": "v"}}},
-			}}
-			writes.Add(1)
-			if err := admin.Create(ctx, tr); err != nil {
-				failed.Add(1)
-			} else if tr.GetLabels()[rules.LabelReportOutputsCompleted] != "true" {
-				unpatched.Add(1)
-			}
-		}
-	}()
+	w := startExecutorWrites(ctx, ns, "wf")
+	defer w.stop()
 
 	time.Sleep(2 * time.Second)
 	second, err := ca.Serving("127.0.0.1")
@@ -129,12 +97,69 @@ func TestCertManagerSecretServesAndRotatesWithoutFailedCalls(t *testing.T) {
 	}, 15*time.Second, 100*time.Millisecond, "the renewed certificate is served within 15s, without a restart")
 	took := time.Since(rotated)
 	time.Sleep(2 * time.Second) // keep writing on the new certificate
-	close(stop)
-	<-done
+	w.stop()
 
 	fmt.Printf("rotation: new certificate served %.1fs after the Secret changed; %d writes, %d failed, %d unpatched\n",
-		took.Seconds(), writes.Load(), failed.Load(), unpatched.Load())
-	assert.Greater(t, writes.Load(), int64(20))
-	assert.Zero(t, failed.Load(), "no write failed")
-	assert.Zero(t, unpatched.Load(), "every write was patched: no admission call failed")
+		took.Seconds(), w.writes.Load(), w.failed.Load(), w.unpatched.Load())
+	assert.Greater(t, w.writes.Load(), int64(20))
+	assert.Zero(t, w.failed.Load(), "no write failed")
+	assert.Zero(t, w.unpatched.Load(), "every write was patched: no admission call failed")
+}
+
+// executorWrites creates, one after another until stopped, a workflow pod and its #12985 task
+// result, as executors keep doing whatever happens to the webhook's certificates, and counts the
+// task-result writes, those that failed and those the webhook did not patch.
+type executorWrites struct {
+	writes, failed, unpatched atomic.Int64
+	// stop stops the writes and waits for the last one; it may be called again.
+	stop func()
+}
+
+func startExecutorWrites(ctx context.Context, ns, prefix string) *executorWrites {
+	w := &executorWrites{}
+	quit, done := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.stop = func() { once.Do(func() { close(quit) }); <-done }
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			w.writes.Add(1)
+			patched, err := writeTaskResult(ctx, ns, prefix+"-"+strconv.Itoa(i))
+			switch {
+			case err != nil:
+				w.failed.Add(1)
+			case !patched:
+				w.unpatched.Add(1)
+			}
+		}
+	}()
+	return w
+}
+
+// writeTaskResult creates node's pod, then its task result as a v3.5.4 resource pod's executor
+// writes it (label "false", outputs), and says whether the webhook patched the label to "true".
+func writeTaskResult(ctx context.Context, ns, node string) (patched bool, err error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: node + "-main", Namespace: ns,
+			Labels: map[string]string{rules.LabelWorkflow: "wf"}, Annotations: map[string]string{rules.AnnotationNodeID: node}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "argoexec"}}},
+	}
+	if err := admin.Create(ctx, pod); err != nil {
+		return false, err
+	}
+	tr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+		"metadata": map[string]any{"name": node, "namespace": ns, "labels": map[string]any{
+			rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}},
+		"outputs": map[string]any{"parameters": []any{map[string]any{"name": "p", "value": "v"}}},
+	}}
+	if err := admin.Create(ctx, tr); err != nil {
+		return false, err
+	}
+	return tr.GetLabels()[rules.LabelReportOutputsCompleted] == "true", nil
 }

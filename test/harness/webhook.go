@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,7 +44,11 @@ func FreePort() (int, error) {
 type Webhook struct {
 	// URL is the base URL of the TLS webhook endpoints.
 	URL string
-	// Metrics is the URL of /metrics; Probes the base URL of /healthz and /readyz.
+	// Metrics is the URL of /metrics; Probes the base URL of /healthz and /readyz. Each server
+	// started here has a metrics registry of its own (webhook.Options.Metrics), so its request
+	// series (RequestsSeries, controller_runtime_webhook_latency_seconds) count only the requests
+	// this server answered, though every server runs in the one process; the
+	// argo_completion_webhook_* counters it also serves are the process's.
 	Metrics, Probes string
 	// CAPEM is the CA that signed the serving certificate: the caBundle to register.
 	CAPEM  []byte
@@ -110,6 +115,7 @@ func StartWebhook(o WebhookOptions) (*Webhook, error) {
 		DisableEvents:          o.DisableEvents,
 		ShutdownDelay:          0,
 		Log:                    o.Log,
+		Metrics:                prometheus.NewRegistry(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Webhook{
@@ -268,7 +274,8 @@ func Unregister(ctx context.Context, admin client.Client) error {
 
 // waitCalled waits until the API server calls w for task results: it follows configuration
 // changes through an informer, so a new URL takes effect a moment after the update. It probes
-// with server-side dry-run creates, which persist nothing.
+// with server-side dry-run creates, which persist nothing, and counts only w's own requests (its
+// registry), so calls still going to the server registered before do not end the wait.
 func waitCalled(ctx context.Context, admin client.Client, w *Webhook, ns string) error {
 	series := RequestsSeries(webhook.TaskResultPath)
 	before, err := Scrape(w.Metrics, series)
