@@ -66,8 +66,9 @@ lint: golangci-lint ## golangci-lint with .golangci.yml (controller-runtime's li
 test: vet lint tools tools-k8s-min argo-tools kustomize helm promql unit fuzz-short integration integration-k8s-min chart-lint deploy-test e2e ## Everything: vet, lint, unit, short fuzz, integration (on 1.37.2 and 1.30.14), chart lint, deploy, e2e (builds the tools once).
 
 .PHONY: unit
-unit: ## Unit tests (race detector on): rules, handlers, the in-process TLS server.
-	go test -race $(GO_TEST_FLAGS) ./webhook/... ./internal/... ./cmd/...
+unit: ## Unit tests (race detector on): rules, handlers, the in-process TLS server; then the handler's cost bounds (without the race detector, which defeats its pools).
+	go test -race $(GO_TEST_FLAGS) ./rules/... ./webhook/... ./repair/... ./internal/... ./cmd/...
+	go test $(GO_TEST_FLAGS) -count=1 -run '^TestReviewCostBounds$$' -v ./webhook/ | grep -E '^(---|ok|FAIL|\s+bench_test)|cost'; exit $${PIPESTATUS[0]}
 
 FUZZ_TIME ?= 5m
 FUZZ_TARGETS := FuzzTaskResultHandler FuzzWorkflowHandler

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -27,8 +28,13 @@ type Workflow struct {
 	Phase string
 	// FinishedAt is status.finishedAt; "" when null or absent.
 	FinishedAt string
-	// Nodes is status.nodes (or the decoded status.compressedNodes), keyed by node ID.
+	// Nodes is status.nodes (or the decoded status.compressedNodes), keyed by node ID. When
+	// Summary is set it need hold only the nodes that incomplete entries of
+	// TaskResultsCompletion name: rule B2 reads every other node through Summary.
 	Nodes map[string]Node
+	// Summary is what rule B2 reads of all the nodes, built while a reader streams them (the
+	// webhook, which keeps no node it does not need); nil means B2 summarises Nodes itself.
+	Summary *NodeSummary
 	// NodesUnreadable says why the nodes could not be read (offloaded to a database, corrupt
 	// compressedNodes); "" when Nodes is complete.
 	NodesUnreadable string
@@ -114,13 +120,8 @@ func PrecheckWorkflow(wf Workflow, cfg WorkflowConfig) (Decision, []string, bool
 		// leave it to the task-result fix (A1/A3), after which the controller completes it.
 		return NoDecision("artifact-gc finalizer present: fixed through its task results instead"), nil, false
 	}
-	for id, n := range wf.Nodes {
-		if n.Daemoned {
-			return NoDecision("node " + id + " is daemoned"), nil, false
-		}
-		if !nodeFulfilled(n) {
-			return NoDecision(fmt.Sprintf("node %s is not fulfilled (phase %q)", id, n.Phase)), nil, false
-		}
+	if sum := wf.summary(); sum.Blocker != "" {
+		return NoDecision(sum.Blocker), nil, false
 	}
 	var incomplete []string
 	for id, done := range wf.TaskResultsCompletion {
@@ -174,19 +175,15 @@ type WorkflowFacts struct {
 func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pods map[string]*Pod, now time.Time) (Decision, bool) {
 	// Every Pod node, not only the incomplete ones: a node whose task result the controller has
 	// not seen yet has no entry at all, and an executor's first and only write (argoexec
-	// v3.5.2–v3.5.4 resource/data, or ≤v3.5.1) may still be in flight when its pod ends.
-	for id, n := range wf.Nodes {
-		if n.Type != nodeTypePod || n.Phase == phaseSkipped || n.Phase == phaseOmitted {
-			continue
-		}
-		finished, err := time.Parse(time.RFC3339, n.FinishedAt)
-		if err != nil {
-			// A finished Pod node always has a finishedAt; without one nothing says when it ended.
-			return NoDecision("Pod node " + id + " has no valid finishedAt"), false
-		}
-		if since := now.Sub(finished); since < cfg.Grace {
-			return NoDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", id, since.Round(time.Second), cfg.Grace)), false
-		}
+	// v3.5.2–v3.5.4 resource/data, or ≤v3.5.1) may still be in flight when its pod ends. Every
+	// Pod node finished the grace ago exactly when the last one to finish did.
+	sum := wf.summary()
+	if sum.PodWithoutFinishedAt != "" {
+		// A finished Pod node always has a finishedAt; without one nothing says when it ended.
+		return NoDecision("Pod node " + sum.PodWithoutFinishedAt + " has no valid finishedAt"), false
+	}
+	if since := now.Sub(sum.LastPodFinished); sum.LastPod != "" && since < cfg.Grace {
+		return NoDecision(fmt.Sprintf("node %s finished %s ago, under the %s grace", sum.LastPod, since.Round(time.Second), cfg.Grace)), false
 	}
 	for _, id := range incomplete {
 		p := pods[id]
@@ -274,8 +271,9 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decisi
 			return NoDecision("task result " + id + " holds outputs that node " + id + " does not carry yet")
 		}
 	}
-	finishedAt, ok := latestFinishedAt(wf.Nodes)
-	if !ok {
+	sum := wf.summary()
+	finishedAt := sum.FinishedAt
+	if sum.BadFinishedAt || finishedAt == "" {
 		return NoDecision("no node has a valid finishedAt to derive the workflow's from")
 	}
 	set := map[string]string{LabelCompleted: valueTrue}
@@ -355,24 +353,78 @@ func nodeFulfilled(n Node) bool {
 	return false
 }
 
-// latestFinishedAt returns the latest node finishedAt, verbatim, so the value written is derived
-// from the object and identical on every evaluation. Unparsable timestamps make it give up.
-func latestFinishedAt(nodes map[string]Node) (string, bool) {
-	var latest time.Time
-	var raw string
-	for _, n := range nodes {
-		if n.FinishedAt == "" {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339, n.FinishedAt)
-		if err != nil {
-			return "", false
-		}
-		if raw == "" || t.After(latest) || (t.Equal(latest) && n.FinishedAt < raw) {
-			latest, raw = t, n.FinishedAt
+// NodeSummary is what rule B2 reads of status.nodes as a whole: whether some node keeps it from
+// acting, when the last Pod node finished, and the latest finishedAt of any node. It is built one
+// node at a time (Add), so a reader can stream the nodes of a large Workflow without keeping
+// them; SummarizeNodes builds it from a nodes map. Adding the same nodes in the same order always
+// gives the same summary.
+type NodeSummary struct {
+	// Blocker says why a node keeps B2 from acting (it is daemoned, or not fulfilled), naming
+	// the first such node added; "" when none does.
+	Blocker string
+	// PodWithoutFinishedAt names the first Pod node that ran (not Skipped or Omitted) without a
+	// valid finishedAt; "" when there is none.
+	PodWithoutFinishedAt string
+	// LastPod names the Pod node that ran and finished last, at LastPodFinished; "" when none.
+	LastPod         string
+	LastPodFinished time.Time
+	// FinishedAt is the latest finishedAt of any node, verbatim, so the value B2 writes is
+	// derived from the object and identical on every evaluation (of equal instants, the
+	// smallest string); "" when no node has one.
+	FinishedAt string
+	// BadFinishedAt is true when some node's finishedAt is not an RFC 3339 time: B2 then derives
+	// no finishedAt at all.
+	BadFinishedAt bool
+	latest        time.Time
+}
+
+// Add folds node id into the summary. id is copied only when the summary keeps it, so a reader
+// may pass a slice of its input.
+func (s *NodeSummary) Add(id []byte, n Node) {
+	if s.Blocker == "" {
+		if n.Daemoned {
+			s.Blocker = "node " + string(id) + " is daemoned"
+		} else if !nodeFulfilled(n) {
+			s.Blocker = fmt.Sprintf("node %s is not fulfilled (phase %q)", id, n.Phase)
 		}
 	}
-	return raw, raw != ""
+	finished, err := time.Parse(time.RFC3339, n.FinishedAt)
+	if n.FinishedAt != "" {
+		switch {
+		case err != nil:
+			s.BadFinishedAt = true
+		case s.FinishedAt == "" || finished.After(s.latest) || (finished.Equal(s.latest) && n.FinishedAt < s.FinishedAt):
+			s.latest, s.FinishedAt = finished, n.FinishedAt
+		}
+	}
+	if n.Type != nodeTypePod || n.Phase == phaseSkipped || n.Phase == phaseOmitted {
+		return
+	}
+	switch {
+	case err != nil:
+		if s.PodWithoutFinishedAt == "" {
+			s.PodWithoutFinishedAt = string(id)
+		}
+	case s.LastPod == "" || finished.After(s.LastPodFinished):
+		s.LastPod, s.LastPodFinished = string(id), finished
+	}
+}
+
+// SummarizeNodes adds every node of nodes to a NodeSummary, in node ID order.
+func SummarizeNodes(nodes map[string]Node) NodeSummary {
+	var s NodeSummary
+	for _, id := range slices.Sorted(maps.Keys(nodes)) {
+		s.Add([]byte(id), nodes[id])
+	}
+	return s
+}
+
+// summary returns wf.Summary, or the summary of wf.Nodes when no reader built one.
+func (wf Workflow) summary() NodeSummary {
+	if wf.Summary != nil {
+		return *wf.Summary
+	}
+	return SummarizeNodes(wf.Nodes)
 }
 
 // executorsEndedAt returns when the pod's last executor container terminated; false when an

@@ -337,7 +337,19 @@ func TestDecideWorkflow(t *testing.T) {
 					listed = append(listed, id)
 				}
 			}
-			d := DecideWorkflow(tc.wf, tc.cfg, WorkflowFacts{Now: now, Pods: tc.pods, TaskResults: trs, Listed: listed})
+			facts := WorkflowFacts{Now: now, Pods: tc.pods, TaskResults: trs, Listed: listed}
+			d := DecideWorkflow(tc.wf, tc.cfg, facts)
+			// A reader that streams the nodes passes their summary and keeps only the nodes of
+			// the incomplete entries: B2 decides the same.
+			streamed := tc.wf
+			sum := SummarizeNodes(tc.wf.Nodes)
+			streamed.Summary, streamed.Nodes = &sum, map[string]Node{}
+			for id, done := range tc.wf.TaskResultsCompletion {
+				if n, ok := tc.wf.Nodes[id]; ok && !done {
+					streamed.Nodes[id] = n
+				}
+			}
+			assert.Equal(t, d, DecideWorkflow(streamed, tc.cfg, facts), "decided from the summary")
 			assert.Equal(t, tc.wantSet, d.Set)
 			assert.Equal(t, tc.wantStat, d.Status)
 			assert.NotEmpty(t, d.Reason)
@@ -375,4 +387,48 @@ func TestPrecheckWorkflowLabelsDecidesWithoutStatus(t *testing.T) {
 	wf.Labels[LabelPhase] = phaseSucceeded
 	_, ok = PrecheckWorkflowLabels(wf, controllerOnly())
 	assert.True(t, ok, "a terminal phase label with completed=false needs the status read")
+}
+
+func TestNodeSummaryAdd(t *testing.T) {
+	f := false
+	cases := map[string]struct {
+		nodes map[string]Node
+		want  NodeSummary
+	}{
+		"no nodes": {},
+		"finished nodes: the last Pod node and the latest finishedAt of any node": {
+			nodes: map[string]Node{
+				"a": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z"},
+				"b": {Type: nodeTypePod, Phase: phaseFailed, FinishedAt: "2024-04-26T10:50:48Z"},
+				"c": {Type: "Steps", Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:49Z"},
+				"d": {Type: nodeTypePod, Phase: phaseSkipped},
+			},
+			want: NodeSummary{LastPod: "b", LastPodFinished: mustTime("2024-04-26T10:50:48Z"), FinishedAt: "2024-04-26T10:50:49Z", latest: mustTime("2024-04-26T10:50:49Z")},
+		},
+		"of equal instants, the smallest spelling": {
+			nodes: map[string]Node{
+				"a": {Type: "Steps", Phase: phaseSucceeded, FinishedAt: "2024-04-26T12:50:49+02:00"},
+				"b": {Type: "Steps", Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:49Z"},
+			},
+			want: NodeSummary{FinishedAt: "2024-04-26T10:50:49Z", latest: mustTime("2024-04-26T10:50:49Z")},
+		},
+		"the first node that blocks, and a Pod node without finishedAt": {
+			nodes: map[string]Node{
+				"a": {Type: nodeTypePod, Phase: "Running"},
+				"b": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z", Daemoned: true},
+				"c": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z", TaskResultSynced: &f},
+			},
+			want: NodeSummary{Blocker: `node a is not fulfilled (phase "Running")`, PodWithoutFinishedAt: "a",
+				LastPod: "b", LastPodFinished: mustTime("2024-04-26T10:50:41Z"), FinishedAt: "2024-04-26T10:50:41Z", latest: mustTime("2024-04-26T10:50:41Z")},
+		},
+		"a finishedAt that is not a timestamp": {
+			nodes: map[string]Node{"a": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "yesterday"}},
+			want:  NodeSummary{PodWithoutFinishedAt: "a", BadFinishedAt: true},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, SummarizeNodes(tc.nodes))
+		})
+	}
 }

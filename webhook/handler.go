@@ -79,9 +79,11 @@ func (o *HandlerOptions) setDefaults() {
 // handler serves one admission endpoint; decide reads the request and returns the decision and
 // the patch that applies it.
 type handler struct {
-	kind   string
-	opts   HandlerOptions
-	decide func(ctx context.Context, req *reviewRequest) (outcome, error)
+	kind string
+	opts HandlerOptions
+	// reader returns a new reader of request.object for one request; decide decides with it.
+	reader func() objectReader
+	decide func(ctx context.Context, req *reviewRequest, obj objectReader) (outcome, error)
 }
 
 // outcome is a decision with the operations that apply it, and what its Event is about.
@@ -98,16 +100,20 @@ var _ http.Handler = (*handler)(nil)
 // (rules A0–A2).
 func NewTaskResultHandler(opts HandlerOptions) http.Handler {
 	opts.setDefaults()
-	h := &handler{kind: "taskresult", opts: opts}
-	h.decide = h.decideTaskResult
+	h := &handler{kind: "taskresult", opts: opts, reader: func() objectReader { return &taskResultReader{} }}
+	h.decide = func(ctx context.Context, req *reviewRequest, obj objectReader) (outcome, error) {
+		return h.decideTaskResult(ctx, req, obj.(*taskResultReader))
+	}
 	return h
 }
 
 // NewWorkflowHandler returns the handler for Workflow UPDATE reviews (rules B0–B2).
 func NewWorkflowHandler(opts HandlerOptions) http.Handler {
 	opts.setDefaults()
-	h := &handler{kind: "workflow", opts: opts}
-	h.decide = h.decideWorkflow
+	h := &handler{kind: "workflow", opts: opts, reader: func() objectReader { return &workflowReader{cfg: opts.Workflow} }}
+	h.decide = func(ctx context.Context, req *reviewRequest, obj objectReader) (outcome, error) {
+		return h.decideWorkflow(ctx, req, obj.(*workflowReader))
+	}
 	return h
 }
 
@@ -126,7 +132,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "", fmt.Errorf("reading body: %w", err))
 		return
 	}
-	rv, err := decodeReview(body)
+	obj := h.reader()
+	defer obj.release()
+	rv, err := decodeReview(body, obj)
 	if err != nil {
 		uid := ""
 		if rv != nil && rv.Request != nil {
@@ -136,8 +144,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := rv.Request
-	out, err := h.decide(r.Context(), req)
-	if err != nil {
+	var out outcome
+	if req.settled != nil {
+		// Decided by what was read before the end of the body (the labels, mostly), and
+		// nothing to patch: the rest of the body is not read.
+		out.Decision = *req.settled
+	} else if out, err = h.decide(r.Context(), req, obj); err != nil {
 		h.fail(w, http.StatusBadRequest, req.UID, err)
 		return
 	}
@@ -177,16 +189,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.write(w, http.StatusOK, resp)
 }
 
-// decideTaskResult reads a WorkflowTaskResult request, looks up its pod only when the
-// pod-independent checks pass, and decides.
-func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (outcome, error) {
-	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "WorkflowTaskResult" {
-		return outcome{Decision: rules.NoDecision("not a WorkflowTaskResult: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+// decideTaskResult decides a WorkflowTaskResult request from what t read, looking up its pod
+// only when the pod-independent checks pass.
+func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest, t *taskResultReader) (outcome, error) {
+	req.seenKind, req.seenOperation = true, true // the whole review has been read
+	if d, ok := taskResultRequestCheck(req); !ok {
+		return outcome{Decision: d}, nil
 	}
-	if req.Operation != rules.OperationCreate && req.Operation != rules.OperationUpdate {
-		return outcome{Decision: rules.NoDecision("operation " + req.Operation + " is never mutated")}, nil
-	}
-	tr, labels, err := readTaskResult(req)
+	tr, err := t.taskResult(req)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -200,30 +210,26 @@ func (h *handler) decideTaskResult(ctx context.Context, req *reviewRequest) (out
 		return h.lookupFailed(req, tr.Name, "pod", err), nil
 	}
 	d := rules.DecideTaskResult(tr, pod)
-	return outcome{Decision: d, ops: labelOperations(labels, d.Set),
+	return outcome{Decision: d, ops: labelOperations(tr.Labels, d.Set),
 		workflow: WorkflowRef{Namespace: req.Namespace, Name: tr.Workflow(), UID: tr.OwnerWorkflowUID}, nodeID: tr.Name}, nil
 }
 
-// decideWorkflow reads a Workflow request in stages (labels, then status, then pods), stopping
-// at the first stage that decides.
-func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outcome, error) {
-	if req.Kind.Group != "argoproj.io" || req.Kind.Kind != "Workflow" {
-		return outcome{Decision: rules.NoDecision("not a Workflow: " + req.Kind.Group + "/" + req.Kind.Kind)}, nil
+// decideWorkflow decides a Workflow request from what w read, in stages (labels, then status,
+// then pods, then task results), stopping at the first stage that decides.
+func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest, w *workflowReader) (outcome, error) {
+	req.seenKind, req.seenOperation = true, true // the whole review has been read
+	if d, ok := workflowRequestCheck(req); !ok {
+		return outcome{Decision: d}, nil
 	}
-	if req.Operation != rules.OperationUpdate {
-		return outcome{Decision: rules.NoDecision("operation " + req.Operation + " is never mutated")}, nil
-	}
-	head, err := readWorkflowHead(req.Object)
+	wf, err := w.head(req)
 	if err != nil {
-		return outcome{}, fmt.Errorf("request.object is not a Workflow: %w", err)
+		return outcome{}, err
 	}
-	wf := rules.Workflow{Operation: req.Operation, Username: req.UserInfo.Username, UID: head.UID, Labels: head.Labels, Finalizers: head.Finalizers}
 	cfg := h.opts.Workflow
 	if d, ok := rules.PrecheckWorkflowLabels(wf, cfg); !ok {
 		return outcome{Decision: d}, nil
 	}
-	st, err := readWorkflowStatus(head.Status, &wf)
-	if err != nil {
+	if err := w.withStatus(&wf); err != nil {
 		return outcome{}, err
 	}
 	if wf.NodesUnreadable != "" {
@@ -237,7 +243,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	defer cancel()
 	facts := rules.WorkflowFacts{Now: h.opts.Now(), Pods: make(map[string]*rules.Pod, len(incomplete)), TaskResults: make(map[string]*rules.StoredTaskResult, len(incomplete))}
 	for _, id := range incomplete {
-		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, head.Name, id)
+		pod, err := h.opts.Pods.PodForNode(lctx, req.Namespace, w.name, id)
 		if err != nil {
 			return h.lookupFailed(req, id, "pod", err), nil
 		}
@@ -251,7 +257,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if h.opts.TaskResults == nil {
 		return outcome{Decision: rules.NoDecision("no task-result reader configured")}, nil
 	}
-	if facts.Listed, err = h.opts.TaskResults.TaskResultNames(lctx, req.Namespace, head.Name); err != nil {
+	if facts.Listed, err = h.opts.TaskResults.TaskResultNames(lctx, req.Namespace, w.name); err != nil {
 		return h.lookupFailed(req, "", "task-result list", err), nil
 	}
 	for _, id := range incomplete {
@@ -265,8 +271,8 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest) (outco
 	if !d.Mutates() {
 		return outcome{Decision: d}, nil
 	}
-	ops := append(labelOperations(head.Labels, d.Set), statusOperations(st, d.Status)...)
-	return outcome{Decision: d, ops: ops, workflow: WorkflowRef{Namespace: req.Namespace, Name: head.Name, UID: head.UID}}, nil
+	ops := append(labelOperations(wf.Labels, d.Set), statusOperations(&w.status, d.Status)...)
+	return outcome{Decision: d, ops: ops, workflow: WorkflowRef{Namespace: req.Namespace, Name: w.name, UID: w.uid}}, nil
 }
 
 // lookupFailed counts and logs a failed read of a node's pod or task result, and decides to
