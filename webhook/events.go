@@ -24,8 +24,10 @@ type WorkflowRef struct {
 // Recorder tells operators, on the Workflow, what a rule did or, in audit mode, would do, so
 // `kubectl describe workflow` and the Argo UI show why a workflow completed.
 type Recorder interface {
-	// Record reports decision d (which mutates) about wf; audit says it was not applied.
-	Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string)
+	// Record reports decision d (which mutates) about wf; audit says it was not applied. It
+	// returns whether the Event was queued to be sent (false: dropped over a rate limit), for
+	// argo_completion_webhook_events_total, which the handler counts.
+	Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string) bool
 }
 
 // Event rate: a token bucket in front of the broadcaster's queue, so a flood of mutations (every
@@ -36,7 +38,7 @@ const (
 )
 
 // EventRecorder records Kubernetes Events with client-go's broadcaster. Recording never blocks:
-// past a token bucket (10/s, burst 100; the rest are counted as dropped), events go to a bounded
+// past a token bucket (10/s, burst 100; Record drops the rest and says so), events go to a bounded
 // queue (1,000) and are sent from another goroutine; client-go's correlator aggregates repeats
 // and rate-limits each workflow (a burst of 25, then one every 5 minutes).
 type EventRecorder struct {
@@ -65,14 +67,13 @@ func newEventRecorder(sink record.EventSink, component string) *EventRecorder {
 }
 
 // Record implements Recorder.
-func (e *EventRecorder) Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string) {
+func (e *EventRecorder) Record(wf WorkflowRef, d rules.Decision, audit bool, nodeID string) bool {
 	if !e.limit.TryAccept() {
-		eventsTotal.WithLabelValues("dropped").Inc()
-		return
+		return false
 	}
-	eventsTotal.WithLabelValues("queued").Inc()
 	ref := &corev1.ObjectReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Namespace: wf.Namespace, Name: wf.Name, UID: types.UID(wf.UID)}
 	e.recorder.Event(ref, corev1.EventTypeNormal, rules.EventReason(d, audit), rules.EventMessage(d, audit, nodeID))
+	return true
 }
 
 // Shutdown stops the broadcaster; events still queued may be dropped.

@@ -62,6 +62,9 @@ type HandlerOptions struct {
 	LookupTimeout time.Duration
 	// Log receives one line per mutation (and, at V(1), per request).
 	Log logr.Logger
+	// Counters are the argo_completion_webhook_* metrics the handlers count into; nil means the
+	// process's, in controller-runtime's registry.
+	Counters *Counters
 }
 
 func (o *HandlerOptions) setDefaults() {
@@ -73,6 +76,9 @@ func (o *HandlerOptions) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Counters == nil {
+		o.Counters = processCounters
 	}
 }
 
@@ -158,7 +164,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rule == "" {
 		rule = "none"
 	}
-	decisionsTotal.WithLabelValues(h.kind, rule, string(h.opts.Mode)).Inc()
+	h.opts.Counters.decisions.WithLabelValues(h.kind, rule, string(h.opts.Mode)).Inc()
 	// The request's log context is built only when a line is written: most requests log nothing.
 	log := func() logr.Logger {
 		return h.opts.Log.WithValues("requestID", req.UID, "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
@@ -184,7 +190,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(out.ops) > 0 && h.opts.Events != nil && (req.DryRun == nil || !*req.DryRun) {
 		// Asynchronous: queued for another goroutine (sideEffects: NoneOnDryRun).
-		h.opts.Events.Record(out.workflow, out.Decision, h.opts.Mode == ModeAudit, out.nodeID)
+		result := "dropped"
+		if h.opts.Events.Record(out.workflow, out.Decision, h.opts.Mode == ModeAudit, out.nodeID) {
+			result = "queued"
+		}
+		h.opts.Counters.events.WithLabelValues(result).Inc()
 	}
 	h.write(w, http.StatusOK, resp)
 }
@@ -282,7 +292,7 @@ func (h *handler) lookupFailed(req *reviewRequest, nodeID, what string, err erro
 		// Configured scope (--namespaces), not a failure: no error line, no error count.
 		return outcome{Decision: rules.NoDecision("namespace not watched (--namespaces)")}
 	}
-	lookupErrorsTotal.Inc()
+	h.opts.Counters.lookupErrors.Inc()
 	h.opts.Log.Error(err, what+" lookup failed; allowing unpatched", "requestID", req.UID, "namespace", req.Namespace, "nodeID", nodeID)
 	return outcome{Decision: rules.NoDecision(what + " lookup failed: " + err.Error())}
 }
@@ -291,7 +301,7 @@ func (h *handler) lookupFailed(req *reviewRequest, nodeID, what string, err erro
 // The API server treats the call as failed and, with failurePolicy Ignore, admits the write. code
 // is an int32, metav1.Status.Code's type, so it reaches the result unconverted.
 func (h *handler) fail(w http.ResponseWriter, code int32, uid string, err error) {
-	badRequestsTotal.Inc()
+	h.opts.Counters.badRequests.Inc()
 	h.opts.Log.Info("bad admission request", "code", code, "requestID", uid, "error", err.Error())
 	h.write(w, int(code), &admissionv1.AdmissionResponse{
 		UID:     types.UID(uid),

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -270,25 +271,35 @@ func TestTaskResultHandlerPatches(t *testing.T) {
 	}
 }
 
+// ownCounters returns a set of the webhook's counters in a registry of its own, so a test reads
+// only what its own handler counted.
+func ownCounters(t *testing.T) *Counters {
+	t.Helper()
+	c, err := NewCounters(prometheus.NewRegistry())
+	require.NoError(t, err)
+	return c
+}
+
 func TestTaskResultHandlerCountsLookupErrors(t *testing.T) {
-	before := testutil.ToFloat64(lookupErrorsTotal)
-	h := NewTaskResultHandler(HandlerOptions{Pods: &podTable{err: errors.New("boom")}, Log: testr.New(t)})
+	counters := ownCounters(t)
+	h := NewTaskResultHandler(HandlerOptions{Pods: &podTable{err: errors.New("boom")}, Log: testr.New(t), Counters: counters})
 	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
 		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
-	assert.Equal(t, before+1, testutil.ToFloat64(lookupErrorsTotal))
+	assert.Equal(t, 1.0, testutil.ToFloat64(counters.lookupErrors))
+	assert.Equal(t, 1.0, testutil.ToFloat64(counters.decisions.WithLabelValues("taskresult", "none", "enforce")), "decided: no rule applies")
 }
 
 func TestTaskResultHandlerAuditModeWarnsInsteadOfPatching(t *testing.T) {
-	before := testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit"))
-	h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Mode: ModeAudit, Log: testr.New(t)})
+	counters := ownCounters(t)
+	h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Mode: ModeAudit, Log: testr.New(t), Counters: counters})
 	_, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
 		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Nil(t, resp.Patch)
 	require.Len(t, resp.Warnings, 1)
 	assert.Contains(t, resp.Warnings[0], "would set /metadata/labels/workflows.argoproj.io~1report-outputs-completed=\"true\"")
 	assert.Contains(t, resp.Warnings[0], "rule A1")
-	assert.Equal(t, before+1, testutil.ToFloat64(decisionsTotal.WithLabelValues("taskresult", "A1", "audit")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(counters.decisions.WithLabelValues("taskresult", "A1", "audit")))
 }
 
 func TestHandlerAllowsOtherKindsUnpatched(t *testing.T) {
@@ -325,13 +336,15 @@ func TestHandlerRejectsMalformedReviews(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Log: testr.New(t)})
+			counters := ownCounters(t)
+			h := NewTaskResultHandler(HandlerOptions{Pods: resourcePods(), Log: testr.New(t), Counters: counters})
 			code, resp := serveReview(t, h, tc.body)
 			assert.Equal(t, tc.code, code)
 			require.NotNil(t, resp.Result)
 			assert.Contains(t, resp.Result.Message, tc.message)
 			assert.Equal(t, tc.wantUID, string(resp.UID))
 			assert.Nil(t, resp.Patch)
+			assert.Equal(t, 1.0, testutil.ToFloat64(counters.badRequests), "counted as a bad request")
 		})
 	}
 }
@@ -574,14 +587,14 @@ func TestEscapePointer(t *testing.T) {
 // A request from a namespace outside --namespaces is decided at once: no patch, no lookup error
 // counted, no error logged.
 func TestHandlersDecideUnwatchedNamespacesWithoutAnError(t *testing.T) {
-	errs := testutil.ToFloat64(lookupErrorsTotal)
+	counters := ownCounters(t)
 	pods := &podTable{err: fmt.Errorf("%w: argo", ErrNamespaceNotWatched)}
-	h := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t)})
+	h := NewTaskResultHandler(HandlerOptions{Pods: pods, Log: testr.New(t), Counters: counters})
 	code, resp := serveReview(t, h, reviewJSON(t, "WorkflowTaskResult", rules.OperationCreate,
 		taskResultObject12985(map[string]any{rules.LabelWorkflow: "wf", rules.LabelReportOutputsCompleted: "false"}), nil))
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, resp.Allowed)
 	assert.Nil(t, resp.Patch)
 	assert.Equal(t, 1, pods.calls)
-	assert.Equal(t, errs, testutil.ToFloat64(lookupErrorsTotal), "not counted as a lookup error")
+	assert.Zero(t, testutil.ToFloat64(counters.lookupErrors), "not counted as a lookup error")
 }

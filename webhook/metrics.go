@@ -10,30 +10,53 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// The webhook's own metrics, registered in controller-runtime's registry so /metrics serves them
-// beside its controller_runtime_webhook_* metrics.
-var (
-	decisionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "argo_completion_webhook_decisions_total",
-		Help: "Admission requests decided, by object kind (taskresult, workflow), the rule that applied (none when nothing did) and mode.",
-	}, []string{"kind", "rule", "mode"})
-	lookupErrorsTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "argo_completion_webhook_lookup_errors_total",
-		Help: "Pod lookups that failed or timed out; each such request was allowed unpatched.",
-	})
-	badRequestsTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "argo_completion_webhook_bad_requests_total",
-		Help: "Requests answered with an error because the body was not a readable AdmissionReview.",
-	})
-	eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "argo_completion_webhook_events_total",
-		Help: "Events about a mutation: queued to be sent on the Workflow, or dropped over the rate limit.",
-	}, []string{"result"})
-)
-
-func init() {
-	metrics.Registry.MustRegister(decisionsTotal, lookupErrorsTotal, badRequestsTotal, eventsTotal)
+// Counters are the webhook's own metrics (argo_completion_webhook_*), one set per registry: the
+// handlers of a server count into the set its HandlerOptions carry.
+type Counters struct {
+	decisions    *prometheus.CounterVec
+	lookupErrors prometheus.Counter
+	badRequests  prometheus.Counter
+	events       *prometheus.CounterVec
 }
+
+// NewCounters creates a set of the webhook's counters and registers it in reg.
+func NewCounters(reg prometheus.Registerer) (*Counters, error) {
+	c := &Counters{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "argo_completion_webhook_decisions_total",
+			Help: "Admission requests decided, by object kind (taskresult, workflow), the rule that applied (none when nothing did) and mode.",
+		}, []string{"kind", "rule", "mode"}),
+		lookupErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "argo_completion_webhook_lookup_errors_total",
+			Help: "Pod lookups that failed or timed out; each such request was allowed unpatched.",
+		}),
+		badRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "argo_completion_webhook_bad_requests_total",
+			Help: "Requests answered with an error because the body was not a readable AdmissionReview.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "argo_completion_webhook_events_total",
+			Help: "Events about a mutation: queued to be sent on the Workflow, or dropped over the rate limit.",
+		}, []string{"result"}),
+	}
+	for _, m := range []prometheus.Collector{c.decisions, c.lookupErrors, c.badRequests, c.events} {
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// processCounters are the counters registered in controller-runtime's registry, beside its
+// controller_runtime_webhook_* metrics: what /metrics serves in production (Options.Metrics nil),
+// and what handlers built without HandlerOptions.Counters count into.
+var processCounters = func() *Counters {
+	c, err := NewCounters(metrics.Registry)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
 
 // requestMetrics are a server's own copy of the request metrics controller-runtime's webhook
 // server keeps per endpoint in its process-wide registry (pkg/webhook/internal/metrics), with the
@@ -45,8 +68,7 @@ type requestMetrics struct {
 	inFlight *prometheus.GaugeVec
 }
 
-// newRequestMetrics registers, in a server's own registry, its request metrics and the process's
-// argo_completion_webhook_* counters, so that registry alone is what its /metrics serves.
+// newRequestMetrics registers a server's request metrics in its own registry.
 func newRequestMetrics(own *prometheus.Registry) (*requestMetrics, error) {
 	m := &requestMetrics{
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -66,7 +88,7 @@ func newRequestMetrics(own *prometheus.Registry) (*requestMetrics, error) {
 			Help: "Current number of admission requests being served.",
 		}, []string{"webhook"}),
 	}
-	for _, c := range []prometheus.Collector{m.latency, m.total, m.inFlight, decisionsTotal, lookupErrorsTotal, badRequestsTotal, eventsTotal} {
+	for _, c := range []prometheus.Collector{m.latency, m.total, m.inFlight} {
 		if err := own.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}

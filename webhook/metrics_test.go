@@ -16,9 +16,9 @@ import (
 	"github.com/argo-completion-webhook/argo-completion-webhook/rules"
 )
 
-// Servers in one process (the integration suites run several) each count their own requests
-// when each has a registry of its own: a test reading one server's /metrics sees what that
-// server answered, not its neighbours'.
+// Servers in one process (the integration suites run several) each count their own requests and
+// decisions when each has a registry of its own: a test reading one server's /metrics sees what
+// that server answered and decided, not its neighbours'.
 func TestMetricsOfAServerWithItsOwnRegistryCountOnlyItsRequests(t *testing.T) {
 	own := func(o *Options) { o.Log = logr.Discard(); o.Metrics = prometheus.NewRegistry() }
 	called, idle := startTLSServer(t, own), startTLSServer(t, own)
@@ -33,13 +33,26 @@ func TestMetricsOfAServerWithItsOwnRegistryCountOnlyItsRequests(t *testing.T) {
 	assert.Equal(t, 3.0, scrapeSeries(t, called.probes+"/metrics", requests), "the server called")
 	assert.Equal(t, 0.0, scrapeSeries(t, idle.probes+"/metrics", requests), "the other server")
 	assert.Equal(t, 3.0, scrapeSeries(t, called.probes+"/metrics", `controller_runtime_webhook_latency_seconds_count{webhook="`+TaskResultPath+`"}`))
-	assert.Positive(t, scrapeSeries(t, idle.probes+"/metrics", `argo_completion_webhook_decisions_total{kind="taskresult",mode="enforce",rule="A1"}`),
-		"the webhook's own counters are served too (the process's)")
+
+	a1 := `argo_completion_webhook_decisions_total{kind="taskresult",mode="enforce",rule="A1"}`
+	assert.Equal(t, 3.0, scrapeSeries(t, called.probes+"/metrics", a1), "the server called decided each request")
+	_, exposed := seriesValue(t, idle.probes+"/metrics", a1)
+	assert.False(t, exposed, "the other server decided nothing")
+	assert.Zero(t, scrapeSeries(t, idle.probes+"/metrics", "argo_completion_webhook_bad_requests_total"), "its own counters are served, at zero")
 }
 
 // scrapeSeries returns the value of one series (name{labels} as exposed) at a /metrics URL; it
 // fails the test when the series is not exposed.
 func scrapeSeries(t *testing.T, url, series string) float64 {
+	t.Helper()
+	v, ok := seriesValue(t, url, series)
+	require.Truef(t, ok, "series not exposed: %s at %s", series, url)
+	return v
+}
+
+// seriesValue returns the value of one series (name{labels} as exposed) at a /metrics URL, and
+// whether it is exposed.
+func seriesValue(t *testing.T, url, series string) (float64, bool) {
 	t.Helper()
 	resp, err := http.Get(url)
 	require.NoError(t, err)
@@ -50,9 +63,8 @@ func scrapeSeries(t *testing.T, url, series string) float64 {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(string(line)), series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			require.NoError(t, err)
-			return f
+			return f, true
 		}
 	}
-	require.Failf(t, "series not exposed", "%s at %s", series, url)
-	return 0
+	return 0, false
 }

@@ -61,8 +61,9 @@ type Options struct {
 	// Metrics, when set, is a registry of this server's own, for a process that runs several
 	// servers (tests): /metrics then serves it alone, with this server's request counts and
 	// latencies (controller-runtime's controller_runtime_webhook_* series, counted here too) and
-	// the argo_completion_webhook_* counters, which stay the process's. Use a fresh registry for
-	// each Run. Nil, as in production, serves controller-runtime's registry (metrics.Registry).
+	// its own argo_completion_webhook_* counters. Use a fresh registry for each Run. Nil, as in
+	// production, serves controller-runtime's registry (metrics.Registry), where the webhook's
+	// counters are registered once for the process.
 	Metrics *prometheus.Registry
 
 	// events records Events (set by Run unless DisableEvents).

@@ -105,6 +105,19 @@ type podSource interface {
 func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResultReader, src podSource) error {
 	log := o.Log
 	archiveSel, _ := o.archiveSelector() // validated by Run
+	// A server with a registry of its own counts into it alone: its requests and its decisions.
+	counters, gatherer := processCounters, prometheus.Gatherer(metrics.Registry)
+	var requests *requestMetrics
+	if o.Metrics != nil {
+		var err error
+		if counters, err = NewCounters(o.Metrics); err != nil {
+			return err
+		}
+		if requests, err = newRequestMetrics(o.Metrics); err != nil {
+			return err
+		}
+		gatherer = o.Metrics
+	}
 	hopts := HandlerOptions{
 		Pods:          pods,
 		TaskResults:   taskResults,
@@ -112,6 +125,7 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 		Mode:          o.Mode,
 		LookupTimeout: o.LookupTimeout,
 		Log:           log,
+		Counters:      counters,
 		Workflow: rules.WorkflowConfig{
 			Disabled:            o.DisableB2,
 			Grace:               o.B2Grace,
@@ -133,14 +147,8 @@ func serve(ctx context.Context, o Options, pods PodLookup, taskResults TaskResul
 		}},
 	})
 	trHandler, wfHandler := NewTaskResultHandler(hopts), NewWorkflowHandler(hopts)
-	var gatherer prometheus.Gatherer = metrics.Registry
-	if o.Metrics != nil {
-		m, err := newRequestMetrics(o.Metrics)
-		if err != nil {
-			return err
-		}
-		trHandler, wfHandler = m.instrument(TaskResultPath, trHandler), m.instrument(WorkflowPath, wfHandler)
-		gatherer = o.Metrics
+	if requests != nil {
+		trHandler, wfHandler = requests.instrument(TaskResultPath, trHandler), requests.instrument(WorkflowPath, wfHandler)
 	}
 	server.Register(TaskResultPath, trHandler)
 	server.Register(WorkflowPath, wfHandler)

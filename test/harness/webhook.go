@@ -46,9 +46,9 @@ type Webhook struct {
 	URL string
 	// Metrics is the URL of /metrics; Probes the base URL of /healthz and /readyz. Each server
 	// started here has a metrics registry of its own (webhook.Options.Metrics), so its request
-	// series (RequestsSeries, controller_runtime_webhook_latency_seconds) count only the requests
-	// this server answered, though every server runs in the one process; the
-	// argo_completion_webhook_* counters it also serves are the process's.
+	// series (RequestsSeries, controller_runtime_webhook_latency_seconds) and its
+	// argo_completion_webhook_* counters count only the requests this server answered and
+	// decided, though every server runs in the one process.
 	Metrics, Probes string
 	// CAPEM is the CA that signed the serving certificate: the caBundle to register.
 	CAPEM  []byte

@@ -24,9 +24,9 @@ func decisionsSeries(rule string) string {
 // AlreadyExists, and its merge patch; FinalizeOutput's label patch). Only the stuck-shape update
 // and, per pod, the two ReportOutputs requests may arrive: the rejected Create carries outputs and
 // label "false", and mutating admission runs before storage rejects it, so it is decided and
-// counted in argo_completion_webhook_decisions_total like any other request. The request counts
-// are the suite's server's own (its registry; TestEachServerCountsOnlyTheRequestsItAnswered);
-// the decision counters are the process's, and only that server is registered while this runs.
+// counted in argo_completion_webhook_decisions_total like any other request. The request and
+// decision counts are the suite's server's own (its registry;
+// TestEachServerCountsOnlyTheRequestsItAnswered), not those of other servers in the process.
 func TestOnlyActionableWritesReachTheWebhook(t *testing.T) {
 	const workflowUpdates, pods = 500, 100
 	ctx := context.Background()

@@ -20,15 +20,15 @@ func scrape(t *testing.T, url, series string) float64 {
 }
 
 // Every server the suite starts runs in this process, and each has a metrics registry of its
-// own (harness.StartWebhook), so the request counts a test reads from one server's /metrics are
-// the requests the API server sent to that server: a second server running beside it, not
-// registered, counts none of them.
+// own (harness.StartWebhook), so the request and decision counts a test reads from one server's
+// /metrics are those of the requests the API server sent to that server: a second server running
+// beside it, not registered, counts none of them.
 func TestEachServerCountsOnlyTheRequestsItAnswered(t *testing.T) {
 	other, err := startWebhook(t.TempDir(), webhook.ModeEnforce)
 	require.NoError(t, err)
 	t.Cleanup(other.Stop)
 	series := harness.RequestsSeries(webhook.TaskResultPath)
-	before := scrape(t, enforce.Metrics, series)
+	before, a1Before := scrape(t, enforce.Metrics, series), scrape(t, enforce.Metrics, decisionsSeries("A1"))
 
 	n := newNode(t, "own-metrics", false)
 	createPod(t, argoNS, n)
@@ -39,4 +39,6 @@ func TestEachServerCountsOnlyTheRequestsItAnswered(t *testing.T) {
 
 	assert.Equal(t, 1.0, scrape(t, enforce.Metrics, series)-before, "the registered server answered the create (creates are admitted once)")
 	assert.Zero(t, scrape(t, other.Metrics, series), "the server beside it answered nothing")
+	assert.Equal(t, 1.0, scrape(t, enforce.Metrics, decisionsSeries("A1"))-a1Before, "the registered server decided the create A1")
+	assert.Zero(t, scrape(t, other.Metrics, decisionsSeries("A1")), "the server beside it decided nothing")
 }
