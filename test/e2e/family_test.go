@@ -68,7 +68,7 @@ var familyCases = []familyCase{
 	{cause: rules.CauseR3, file: "container.yaml", fault: map[string]string{harness.WaitKilledAfterReportAnnotation: "true"}, outputs: true, phase: "Error",
 		on: []string{v354, v355}, heals: []string{v3718, v405}},
 	{cause: rules.CauseR4, file: "container.yaml", fault: map[string]string{harness.PodDeletedMidRunAnnotation: "true"}, phase: "Error",
-		on: []string{v354, v355, v3718, v405}},
+		on: []string{v354, v355}, heals: []string{v3718, v405}},
 	{cause: rules.CauseR5, file: "container.yaml", fault: map[string]string{harness.WaitDiesAfterReportAnnotation: "true"}, outputs: true, phase: "Succeeded",
 		on: []string{v354, v355, v3718, v405}},
 	{cause: rules.CauseR6, file: "resource-outputs.yaml", fault: map[string]string{harness.MainKilledBeforeFinalizeAnnotation: "137"}, phase: "Failed",

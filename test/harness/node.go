@@ -79,7 +79,8 @@ const (
 	// WaitDiesAfterReportAnnotation, then the wait container is terminated with exit 137
 	// (OOMKilled) and the pod Failed. Pods with a wait container only.
 	WaitKilledAfterReportAnnotation = "e2e.argo-completion-webhook.io/wait-killed-after-report"
-	// PodDeletedMidRunAnnotation ("true") models R4: after the placeholder write the pod runs for
+	// PodDeletedMidRunAnnotation ("true") models R4, once per node ID (a pod created again for the
+	// node runs normally): after the placeholder write the pod runs for
 	// evictAfter (so the controller sees its node Running), then the pod object is deleted (grace
 	// period 0) and no further write or status update happens. (A pod deleted while its node is
 	// still Pending is recreated by the controller, which is not R4.) Pods that write a
@@ -185,6 +186,7 @@ type Node struct {
 	seen     map[types.UID]bool
 	args     map[string]string            // pod name → main container's command line, inputs substituted
 	outputs  map[string]map[string]string // pod name → output parameter name → value reported
+	evicted  map[string]bool              // node IDs whose pod PodDeletedMidRunAnnotation deleted
 	steps    map[string][]Step            // pod name → what the node did, in order
 	finished map[string]bool              // pod name → the node is done with it
 	errs     []error
@@ -247,6 +249,7 @@ func (n *Node) Run(ctx context.Context) {
 	n.seen = map[types.UID]bool{}
 	n.args = map[string]string{}
 	n.outputs = map[string]map[string]string{}
+	n.evicted = map[string]bool{}
 	n.steps = map[string][]Step{}
 	n.finished = map[string]bool{}
 	n.mu.Unlock()
@@ -464,6 +467,14 @@ func (n *Node) runPod(ctx context.Context, pod *corev1.Pod) error {
 	b, err := n.behaviourOf(pod, tmpl)
 	if err != nil {
 		return err
+	}
+	if b.podDeleted {
+		// An eviction happens once: a pod the controller creates again for the same node
+		// (v3.7 and v4 do after "pod deleted") runs normally.
+		id := pod.Annotations[rules.AnnotationNodeID]
+		n.mu.Lock()
+		b.podDeleted, n.evicted[id] = !n.evicted[id], true
+		n.mu.Unlock()
 	}
 	exec, err := n.argoexec(pod, tmpl, b)
 	if err != nil {
