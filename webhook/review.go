@@ -750,6 +750,7 @@ func readNodes(s *scanner) (*nodeSet, error) {
 
 // readNode reads one node: type, phase, finishedAt, daemoned and taskResultSynced, and, when
 // full, startedAt and the raw outputs (the two B2 reads only of incomplete entries' nodes).
+// Every node's startedAt is checked, kept or not, so a node is read as strictly either way.
 func readNode(s *scanner, full bool) (rules.Node, error) {
 	var n rules.Node
 	err := s.object(func(k []byte) error {
@@ -765,7 +766,9 @@ func readNode(s *scanner, full bool) (rules.Node, error) {
 			if full {
 				n.StartedAt, _, err = s.nullableStr()
 			} else {
-				_, err = s.skip()
+				// Not kept, but checked as nullableStr checks it: a node's startedAt is a
+				// string or null whichever node it is.
+				err = s.skipNullableStr()
 			}
 		case "daemoned":
 			n.Daemoned, _, err = s.boolean()

@@ -189,6 +189,22 @@ func (s *scanner) nullableStr() (v string, present bool, err error) {
 	return v, err == nil, err
 }
 
+// skipNullableStr skips a string or null, accepting exactly what nullableStr accepts, without
+// copying or decoding the string.
+func (s *scanner) skipNullableStr() error {
+	switch c := s.peek(); c {
+	case 'n':
+		return s.literal("null")
+	case '"':
+		_, _, err := s.skipString()
+		return err
+	case 0:
+		return errTruncated
+	default:
+		return s.errorf("expected a string, found %q", c)
+	}
+}
+
 // boolean reads true, false or null (null reads as absent).
 func (s *scanner) boolean() (v, present bool, err error) {
 	switch s.peek() {

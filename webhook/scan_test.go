@@ -224,3 +224,44 @@ func TestWorkflowStatusReaderAgreesWithRulesParseWorkflowStatus(t *testing.T) {
 		})
 	}
 }
+
+// skipNullableStr, for a value not kept, accepts exactly what nullableStr accepts and stops
+// where it stops.
+func TestSkipNullableStrAgreesWithNullableStr(t *testing.T) {
+	cases := map[string]string{
+		"a plain string":           `"2024-04-26T10:50:27Z",`,
+		"an escaped string":        `"a\u00e9\"\\\n",`,
+		"null":                     `null,`,
+		"leading space":            " \t\n\"x\"}",
+		"the empty string":         `""`,
+		"a number":                 `5,`,
+		"an object":                `{}`,
+		"an array":                 `["x"]`,
+		"true":                     `true`,
+		"a misspelt null":          `nil,`,
+		"a cut null":               `nu`,
+		"a cut string":             `"abc`,
+		"a cut escape":             `"a\u00`,
+		"a bad escape":             `"a\x"`,
+		"a bad unicode escape":     `"a\u00g0"`,
+		"a control character":      "\"a\tb\"",
+		"nothing":                  ``,
+		"only space":               `   `,
+		"a string in single quote": `'x'`,
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			kept := &scanner{data: []byte(in)}
+			_, _, wantErr := kept.nullableStr()
+			skipped := &scanner{data: []byte(in)}
+			err := skipped.skipNullableStr()
+			if wantErr != nil {
+				require.Error(t, err)
+				assert.Equal(t, wantErr.Error(), err.Error())
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, kept.pos, skipped.pos)
+		})
+	}
+}
