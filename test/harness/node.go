@@ -79,8 +79,8 @@ const (
 	// WaitDiesAfterReportAnnotation, then the wait container is terminated with exit 137
 	// (OOMKilled) and the pod Failed. Pods with a wait container only.
 	WaitKilledAfterReportAnnotation = "e2e.argo-completion-webhook.io/wait-killed-after-report"
-	// PodDeletedMidRunAnnotation ("true") models R4, once per node ID (a pod created again for the
-	// node runs normally): after the placeholder write the pod runs for
+	// PodDeletedMidRunAnnotation ("true") models R4, once per workflow (a pod created again for
+	// the node, or a retry's pod, runs normally): after the placeholder write the pod runs for
 	// evictAfter (so the controller sees its node Running), then the pod object is deleted (grace
 	// period 0) and no further write or status update happens. (A pod deleted while its node is
 	// still Pending is recreated by the controller, which is not R4.) Pods that write a
@@ -186,7 +186,7 @@ type Node struct {
 	seen     map[types.UID]bool
 	args     map[string]string            // pod name → main container's command line, inputs substituted
 	outputs  map[string]map[string]string // pod name → output parameter name → value reported
-	evicted  map[string]bool              // node IDs whose pod PodDeletedMidRunAnnotation deleted
+	evicted  map[string]bool              // workflows whose pod PodDeletedMidRunAnnotation deleted
 	steps    map[string][]Step            // pod name → what the node did, in order
 	finished map[string]bool              // pod name → the node is done with it
 	errs     []error
@@ -469,9 +469,9 @@ func (n *Node) runPod(ctx context.Context, pod *corev1.Pod) error {
 		return err
 	}
 	if b.podDeleted {
-		// An eviction happens once: a pod the controller creates again for the same node
-		// (v3.7 and v4 do after "pod deleted") runs normally.
-		id := pod.Annotations[rules.AnnotationNodeID]
+		// An eviction happens once per workflow: a pod the controller creates again for the
+		// node after "pod deleted", or the pod of a retry, runs normally.
+		id := pod.Namespace + "/" + pod.Labels[rules.LabelWorkflow]
 		n.mu.Lock()
 		b.podDeleted, n.evicted[id] = !n.evicted[id], true
 		n.mu.Unlock()
