@@ -39,7 +39,7 @@ func dockerfile(t *testing.T) (copies []string, build string) {
 func TestDockerfileBuildsAStaticBinaryFromOnlyWhatItCopies(t *testing.T) {
 	copies, build := dockerfile(t)
 	sort.Strings(copies)
-	assert.Equal(t, []string{"cmd/", "go.mod", "go.sum", "repair/", "webhook/"}, copies)
+	assert.Equal(t, []string{"cmd/", "go.mod", "go.sum", "repair/", "rules/", "webhook/"}, copies)
 	require.Contains(t, build, "CGO_ENABLED=0")
 	require.Contains(t, build, "-trimpath")
 	require.Contains(t, build, "-X main.version=${VERSION}")
