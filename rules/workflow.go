@@ -211,7 +211,13 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 		if !ok {
 			return NoDecision("pod " + p.Name + " of node " + id + " reports no termination time for an executor container"), false
 		}
-		if started, err := time.Parse(time.RFC3339, wf.Nodes[id].StartedAt); err == nil && last.Before(started) {
+		started, err := time.Parse(time.RFC3339, wf.Nodes[id].StartedAt)
+		if err != nil {
+			// Without it nothing tells this attempt's pod from an earlier one's (Argo always
+			// sets it on a Pod node; decline rather than guess).
+			return NoDecision("node " + id + " has no startedAt: cannot tell its pod is this attempt's"), false
+		}
+		if last.Before(started) {
 			// Ended before this attempt of the node started: an earlier attempt's pod (retry).
 			return NoDecision("pod " + p.Name + " ended before node " + id + " started: not this attempt's pod"), false
 		}

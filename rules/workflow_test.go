@@ -22,8 +22,8 @@ func stuckWorkflow(mods ...func(*Workflow)) Workflow {
 		Phase:     phaseSucceeded,
 		Nodes: map[string]Node{
 			"wf":         {Type: "Steps", Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:45Z"},
-			"wf-1111111": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:41Z"},
-			"wf-2222222": {Type: nodeTypePod, Phase: phaseSucceeded, FinishedAt: "2024-04-26T10:50:48Z"},
+			"wf-1111111": {Type: nodeTypePod, Phase: phaseSucceeded, StartedAt: "2024-04-26T10:50:27Z", FinishedAt: "2024-04-26T10:50:41Z"},
+			"wf-2222222": {Type: nodeTypePod, Phase: phaseSucceeded, StartedAt: "2024-04-26T10:50:27Z", FinishedAt: "2024-04-26T10:50:48Z"},
 			"wf-3333333": {Type: "Skipped", Phase: phaseSkipped},
 		},
 		TaskResultsCompletion: map[string]bool{"wf-1111111": false, "wf-2222222": true},
@@ -288,6 +288,14 @@ func TestDecideWorkflow(t *testing.T) {
 				n := wf.Nodes["wf-1111111"]
 				n.StartedAt = "2024-04-26T10:50:45Z"
 				n.FinishedAt = "2024-04-26T10:50:47Z"
+				wf.Nodes["wf-1111111"] = n
+			}),
+			cfg: controllerOnly(), pods: terminated,
+		},
+		"ignores an incomplete entry's node without startedAt (its pod's attempt is unknown)": {
+			wf: stuckWorkflow(func(wf *Workflow) {
+				n := wf.Nodes["wf-1111111"]
+				n.StartedAt = ""
 				wf.Nodes["wf-1111111"] = n
 			}),
 			cfg: controllerOnly(), pods: terminated,
