@@ -213,8 +213,10 @@ func CheckWorkflowPods(wf Workflow, cfg WorkflowConfig, incomplete []string, pod
 		}
 		started, err := time.Parse(time.RFC3339, wf.Nodes[id].StartedAt)
 		if err != nil {
-			// Without it nothing tells this attempt's pod from an earlier one's (Argo always
-			// sets it on a Pod node; decline rather than guess).
+			// Without it nothing tells this attempt's pod from an earlier one's: decline rather
+			// than guess. Argo sets it on every Pod node but one: a retry child re-run by
+			// `argo resubmit --memoized` keeps a zero startedAt (B2 then waits for the pod to be
+			// gone, and repair's A3 declines it too).
 			return NoDecision("node " + id + " has no startedAt: cannot tell its pod is this attempt's"), false
 		}
 		if last.Before(started) {
