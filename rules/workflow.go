@@ -253,6 +253,14 @@ func DecideWorkflow(wf Workflow, cfg WorkflowConfig, facts WorkflowFacts) Decisi
 	if d, ok := CheckWorkflowPods(wf, cfg, incomplete, facts.Pods, facts.Now); !ok {
 		return d
 	}
+	return FinishWorkflow(wf, cfg, incomplete, facts)
+}
+
+// FinishWorkflow is DecideWorkflow's last stage, for a caller that has already passed
+// PrecheckWorkflow (which returned incomplete) and CheckWorkflowPods with the same wf, cfg and
+// facts: the task-result conditions, then the patch. The webhook calls the stages in turn so it
+// reads the pods and task results only when the earlier stages pass.
+func FinishWorkflow(wf Workflow, cfg WorkflowConfig, incomplete []string, facts WorkflowFacts) Decision {
 	if facts.Listed == nil {
 		return NoDecision("the workflow's task results were not listed")
 	}

@@ -277,7 +277,7 @@ func (h *handler) decideWorkflow(ctx context.Context, req *reviewRequest, w *wor
 		}
 		facts.TaskResults[id] = tr
 	}
-	d = rules.DecideWorkflow(wf, cfg, facts)
+	d = rules.FinishWorkflow(wf, cfg, incomplete, facts)
 	if !d.Mutates() {
 		return outcome{Decision: d}, nil
 	}

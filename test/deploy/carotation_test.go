@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,14 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/argo-completion-webhook/argo-completion-webhook/internal/testcerts"
 	"github.com/argo-completion-webhook/argo-completion-webhook/test/harness"
-	"github.com/argo-completion-webhook/argo-completion-webhook/webhook"
 )
 
 // cert-manager's CA rollover, reproduced: the CA Issuer's CA is renewed, so a new CA signs the
@@ -46,19 +41,9 @@ func TestCertManagerCARolloverServesWithoutFailedCalls(t *testing.T) {
 	require.NoError(t, err)
 	newCA, err := testcerts.NewCA()
 	require.NoError(t, err)
-	first, err := oldCA.Serving("127.0.0.1")
-	require.NoError(t, err)
-	certDir := filepath.Join(t.TempDir(), "certs")
-	require.NoError(t, os.MkdirAll(certDir, 0o755))
-	writeSecretVolume(t, certDir, first)
-
 	const ns = "ca-rollover"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	hook, err := harness.StartWebhook(harness.WebhookOptions{Dir: t.TempDir(), RESTConfig: adminCfg, Mode: webhook.ModeEnforce,
-		CertDir: certDir, CAPEM: first["ca.crt"]})
-	require.NoError(t, err)
+	hook, certDir := startSecretServedWebhook(t, ns, oldCA)
 	defer hook.Stop()
-	require.NoError(t, harness.Register(ctx, admin, hook, ns), "the API server calls the webhook with the old CA injected")
 	defer func() { require.NoError(t, harness.Unregister(ctx, admin)) }()
 	addr := hook.URL[len("https://"):]
 	served := func(ca *testcerts.CA) bool {

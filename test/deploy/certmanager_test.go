@@ -63,19 +63,9 @@ func TestCertManagerSecretServesAndRotatesWithoutFailedCalls(t *testing.T) {
 	ctx := context.Background()
 	ca, err := testcerts.NewCA()
 	require.NoError(t, err)
-	first, err := ca.Serving("127.0.0.1")
-	require.NoError(t, err)
-	certDir := filepath.Join(t.TempDir(), "certs")
-	require.NoError(t, os.MkdirAll(certDir, 0o755))
-	writeSecretVolume(t, certDir, first)
-
 	const ns = "handoff"
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	hook, err := harness.StartWebhook(harness.WebhookOptions{Dir: t.TempDir(), RESTConfig: adminCfg, Mode: webhook.ModeEnforce,
-		CertDir: certDir, CAPEM: first["ca.crt"]})
-	require.NoError(t, err)
+	hook, certDir := startSecretServedWebhook(t, ns, ca)
 	defer hook.Stop()
-	require.NoError(t, harness.Register(ctx, admin, hook, ns), "the API server calls the webhook with the injected ca.crt")
 	defer func() { require.NoError(t, harness.Unregister(ctx, admin)) }()
 	addr := hook.URL[len("https://"):]
 	before, err := servedSerial(addr)
@@ -162,4 +152,26 @@ func writeTaskResult(ctx context.Context, ns, node string) (patched bool, err er
 		return false, err
 	}
 	return tr.GetLabels()[rules.LabelReportOutputsCompleted] == "true", nil
+}
+
+// startSecretServedWebhook creates namespace ns and starts the webhook serving a certificate from
+// ca out of a Secret-style volume (tls.crt, tls.key, ca.crt) at the returned directory, with
+// ca.crt injected into the configuration's caBundle as cainjector does, and registers it.
+func startSecretServedWebhook(t *testing.T, ns string, ca *testcerts.CA) (*harness.Webhook, string) {
+	t.Helper()
+	ctx := context.Background()
+	first, err := ca.Serving("127.0.0.1")
+	require.NoError(t, err)
+	certDir := filepath.Join(t.TempDir(), "certs")
+	require.NoError(t, os.MkdirAll(certDir, 0o755))
+	writeSecretVolume(t, certDir, first)
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	hook, err := harness.StartWebhook(harness.WebhookOptions{Dir: t.TempDir(), RESTConfig: adminCfg, Mode: webhook.ModeEnforce,
+		CertDir: certDir, CAPEM: first["ca.crt"]})
+	require.NoError(t, err)
+	if err := harness.Register(ctx, admin, hook, ns); err != nil {
+		hook.Stop()
+		require.NoError(t, err, "the API server calls the webhook with the injected ca.crt")
+	}
+	return hook, certDir
 }

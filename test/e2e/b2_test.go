@@ -154,10 +154,8 @@ func reportedOutputs(reported []map[string]string) []string {
 
 // taskResultWritten reports whether the workflow has a task result carrying outputs.
 func taskResultWritten(ctx context.Context, ns, wf string) bool {
-	list := &unstructured.UnstructuredList{}
-	list.SetAPIVersion("argoproj.io/v1alpha1")
-	list.SetKind("WorkflowTaskResultList")
-	if err := admin.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}); err != nil {
+	list, err := listTaskResults(ctx, ns, wf)
+	if err != nil {
 		return false
 	}
 	for _, tr := range list.Items {

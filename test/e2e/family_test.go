@@ -232,7 +232,7 @@ func runFamily(t *testing.T, version string, table *summary) {
 		}
 		outcome := assertCompletedAndDeleted(t, r.tracker, r.c.phase)
 		_, reported := node.Ran(r.name)
-		want := flatten(reported)
+		want := reportedOutputs(reported)
 		if !r.c.outputs {
 			want = nil
 		}
@@ -292,18 +292,6 @@ func verdictOf(rows []repair.Row, workflow string) string {
 		}
 	}
 	return ""
-}
-
-// flatten renders reported output parameters as sorted "name=value".
-func flatten(reported []map[string]string) []string {
-	var out []string
-	for _, params := range reported {
-		for k, v := range params {
-			out = append(out, k+"="+v)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // podsFinished reports whether the workflow has had pods and each left is Succeeded or Failed
@@ -377,10 +365,8 @@ func getWorkflow(ctx context.Context, ns, name string) *unstructured.Unstructure
 // collector (a Pod-owned result) does.
 func deleteTaskResults(t *testing.T, ctx context.Context, ns, wf string) {
 	t.Helper()
-	list := &unstructured.UnstructuredList{}
-	list.SetAPIVersion("argoproj.io/v1alpha1")
-	list.SetKind("WorkflowTaskResultList")
-	require.NoError(t, admin.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}))
+	list, err := listTaskResults(ctx, ns, wf)
+	require.NoError(t, err)
 	require.NotEmpty(t, list.Items, "the workflow has task results to delete")
 	for i := range list.Items {
 		require.NoError(t, client.IgnoreNotFound(admin.Delete(ctx, &list.Items[i])))

@@ -222,13 +222,20 @@ func nudge(ctx context.Context, ns, name string) error {
 	return err
 }
 
-// taskResultLabels returns the report-outputs-completed label of each of the workflow's task results.
-func taskResultLabels(t *testing.T, ns, wf string) []string {
-	t.Helper()
+// listTaskResults lists the workflow's task results.
+func listTaskResults(ctx context.Context, ns, wf string) (*unstructured.UnstructuredList, error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("WorkflowTaskResultList")
-	require.NoError(t, admin.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf}))
+	err := admin.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{rules.LabelWorkflow: wf})
+	return list, err
+}
+
+// taskResultLabels returns the report-outputs-completed label of each of the workflow's task results.
+func taskResultLabels(t *testing.T, ns, wf string) []string {
+	t.Helper()
+	list, err := listTaskResults(context.Background(), ns, wf)
+	require.NoError(t, err)
 	var out []string
 	for _, tr := range list.Items {
 		out = append(out, tr.GetLabels()[rules.LabelReportOutputsCompleted])
